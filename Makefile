@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` (main job) and `make test` (whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv demo test lint bench-baselines clean
+
+venv: $(STAMP)
+
+# torch is installed first, pinned, so that nothing pulls a CUDA build from the registry.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "torch==2.13.0"
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/vitrina demo
+
+test: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+# The foundation issue's published-number reproductions (long: tens of minutes on 2 cores).
+bench-baselines: venv
+	$(BIN)/vitrina bench rec --dataset amazon-baby --models pop,itemknn,als,bpr,lightgcn --seeds 3 --out results/amazon-baby.json
+	$(BIN)/vitrina bench rec --dataset amazon-sports --models pop,itemknn,als,bpr,lightgcn --seeds 3 --out results/amazon-sports.json
+	$(BIN)/vitrina bench rec --dataset tiktok --models pop,itemknn,als,bpr,lightgcn --seeds 3 --out results/tiktok.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
