@@ -1,0 +1,3 @@
+"""Vitrina: multimodal recommendation and search for e-commerce."""
+
+__version__ = "0.1.0"

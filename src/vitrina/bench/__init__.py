@@ -1,0 +1,1 @@
+"""Benchmarks: each `vitrina bench <task>` prints a markdown table and writes JSON."""

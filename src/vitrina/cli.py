@@ -1,0 +1,248 @@
+"""The `vitrina` command line: every command has --help; long work shows progress bars."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vitrina.config import Config, ConfigError
+
+app = typer.Typer(
+    help="Vitrina: multimodal recommendation and search for e-commerce.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(help="The real datasets in the data folder.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(bench_app, name="bench")
+
+ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="model.key=value (repeatable)")]
+
+
+def _config(ctx: typer.Context) -> Config:
+    return ctx.obj["config"]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML file (default: $VITRINA_CONFIG or ./vitrina.toml)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="folder with one sub-folder per dataset")] = None,
+    storage_url: Annotated[str | None, typer.Option(help="sqlite:///file.db or postgresql://...")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="folder for snapshots and features")] = None,
+    seed: Annotated[int | None, typer.Option(help="base random seed")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="section.key=value override (repeatable)")] = None,
+) -> None:
+    """Settings come from the packaged defaults, a TOML file, VITRINA_* variables and these flags."""
+    overrides: dict[str, object] = {}
+    for pair in set_ or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _fail(f"--set expects section.key=value, got '{pair}'")
+        overrides[key] = value
+    for key, value in (
+        ("paths.data_dir", data_dir),
+        ("storage.url", storage_url),
+        ("paths.cache_dir", cache_dir),
+        ("train.seed", seed),
+    ):
+        if value is not None:
+            overrides[key] = str(value) if isinstance(value, Path) else value
+    try:
+        ctx.obj = {"config": Config.load(config, overrides)}
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command("config")
+def show_config(ctx: typer.Context) -> None:
+    """Print the resolved settings and where they came from."""
+    cfg = _config(ctx)
+    typer.echo(json.dumps({"sources": cfg.sources, "settings": cfg.data}, indent=2, ensure_ascii=False))
+
+
+@datasets_app.command("list")
+def datasets_list(ctx: typer.Context) -> None:
+    """Known datasets and whether their files are present."""
+    from vitrina.data.datasets import DATASETS
+
+    root = _config(ctx).data_dir
+    for info in DATASETS.values():
+        present = all((root / info.name / f).exists() for f in info.files)
+        typer.echo(f"{info.name:18s} {'ok     ' if present else 'missing'} {info.description}")
+    typer.echo(f"\ndata folder: {root.resolve()}")
+
+
+@datasets_app.command("stats")
+def datasets_stats(
+    ctx: typer.Context,
+    name: str,
+    split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
+) -> None:
+    """Row counts of a dataset and the sizes of its train/valid/test folds."""
+    from vitrina.data.datasets import load_dataset
+    from vitrina.data.sources import dataset_snapshot
+
+    cfg = _config(ctx)
+    raw = load_dataset(name, cfg.data_dir)
+    out: dict[str, object] = {"rows": raw.summary()}
+    if len(raw.interactions):
+        out["snapshot"] = dataset_snapshot(cfg, name, split).stats()
+    typer.echo(json.dumps(out, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def ingest(ctx: typer.Context, name: str) -> None:
+    """Load a named dataset from the data folder into the database (idempotent)."""
+    from vitrina.data.datasets import load_dataset
+    from vitrina.data.storage import Storage
+
+    cfg = _config(ctx)
+    raw = load_dataset(name, cfg.data_dir)
+    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage.create_schema()
+    added = storage.write_dataset(raw)
+    typer.echo(json.dumps({"added": added, "now_in_database": storage.counts()}, indent=2))
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    items: Annotated[Path | None, typer.Option(help="items file (.csv, .tsv, .jsonl or .parquet)")] = None,
+    users: Annotated[Path | None, typer.Option(help="users file")] = None,
+    events: Annotated[Path | None, typer.Option(help="interactions file")] = None,
+    reviews: Annotated[Path | None, typer.Option(help="reviews file")] = None,
+) -> None:
+    """Import a shop's own files. Everything is checked first; nothing is written if a row is bad."""
+    from vitrina.data.errors import DataError
+    from vitrina.data.importer import import_files
+    from vitrina.data.storage import Storage
+
+    cfg = _config(ctx)
+    if not any((items, users, events, reviews)):
+        _fail("give at least one of --items, --users, --events, --reviews")
+    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage.create_schema()
+    try:
+        added = import_files(storage, items=items, users=users, interactions=events, reviews=reviews)
+    except (DataError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"added": added, "now_in_database": storage.counts()}, indent=2))
+
+
+@app.command()
+def train(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Option(help="registered model name")],
+    dataset: Annotated[str | None, typer.Option(help="named dataset in the data folder")] = None,
+    from_db: Annotated[bool, typer.Option("--from-db", help="train on what the database holds")] = False,
+    split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder to save the model (default: results/models/...)")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Train one model with early stopping on validation, report test metrics and save it."""
+    from vitrina.bench.rec import parse_params, run_model
+
+    cfg = _config(ctx)
+    snap = _snapshot(cfg, dataset, from_db, split, cfg.seed)
+    out = out or cfg.output_dir / "models" / f"{snap.name}-{model}"
+    result = run_model(cfg, snap, model, cfg.seed, parse_params(param or []).get(model), save_dir=out)
+    typer.echo(json.dumps({"model": model, "saved": str(out), "best_epoch": result.best_epoch,
+                           "valid": result.valid, "test": result.test}, indent=2))
+
+
+def _snapshot(cfg: Config, dataset: str | None, from_db: bool, split: str | None, seed: int):  # noqa: ANN202
+    from vitrina.data.sources import dataset_snapshot, snapshot_from_raw, storage_dataset
+
+    if from_db == (dataset is not None):
+        _fail("give exactly one of --dataset NAME or --from-db")
+    if dataset is not None:
+        return dataset_snapshot(cfg, dataset, split, seed)
+    return snapshot_from_raw(cfg, storage_dataset(cfg), split or str(cfg.get("split.default")), seed)
+
+
+@app.command()
+def recommend(
+    model_dir: Path,
+    user: str,
+    k: Annotated[int, typer.Option("-k", help="how many items")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="also recommend items the user already has")] = False,
+) -> None:
+    """Top-k items for a user from a saved model (ids are the shop's own)."""
+    from vitrina.data.idmap import UnknownIdError
+    from vitrina.models import Recommender
+
+    rec = Recommender.load(model_dir)
+    try:
+        items = rec.recommend(user, k=k, exclude_seen=not include_seen)
+    except UnknownIdError as exc:
+        _fail(str(exc))
+    for item, score in items:
+        typer.echo(f"{item}\t{score:.5f}")
+
+
+@bench_app.command("rec")
+def bench_rec(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset")],
+    models: Annotated[str, typer.Option(help="comma-separated model names")] = "pop,bpr,lightgcn",
+    seeds: Annotated[int, typer.Option(help="number of seeds (seed, seed+1, ...)")] = 1,
+    split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Train and evaluate models over seeds; print mean ± std next to the published numbers."""
+    from vitrina.bench.rec import markdown_table, parse_params, run_model, write_json
+    from vitrina.data.sources import dataset_snapshot, default_split
+
+    cfg = _config(ctx)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    overrides = parse_params(param or [])
+    split = split or default_split(dataset, cfg)
+    results = []
+    stats: dict[str, object] = {}
+    for s in range(cfg.seed, cfg.seed + seeds):
+        snap = dataset_snapshot(cfg, dataset, split, s)
+        stats = snap.stats()
+        for name in names:
+            typer.echo(f"[bench] {dataset} {split} seed={s} {name} ...", err=True)
+            r = run_model(cfg, snap, name, s, overrides.get(name))
+            typer.echo(
+                f"[bench]   recall@20={r.test['recall@20']:.4f} ndcg@20={r.test['ndcg@20']:.4f} "
+                f"best epoch {r.best_epoch}/{r.epochs}, train {r.train_seconds:.1f}s, eval {r.eval_seconds:.2f}s",
+                err=True,
+            )
+            results.append(r)
+            if out is not None:  # written after every run so a long benchmark loses nothing
+                write_json(out, dataset, split, results, stats)
+    typer.echo(f"\n## {dataset} ({split} split), test metrics, mean ± std over {seeds} seed(s)\n")
+    typer.echo(markdown_table(dataset, results))
+    if out is not None:
+        typer.echo(f"\nwrote {out}")
+
+
+@app.command()
+def demo(ctx: typer.Context) -> None:
+    """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""
+    cfg = _config(ctx)
+    out = cfg.output_dir / "demo-amazon-baby.json"
+    ctx.invoke(bench_rec, ctx=ctx, dataset="amazon-baby", models="pop,itemknn,als,bpr", seeds=1,
+               split=None, out=out, param=None)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

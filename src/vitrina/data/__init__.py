@@ -1,0 +1,1 @@
+"""Data layer: schema, storage, dataset loaders, importer, snapshots and splits."""

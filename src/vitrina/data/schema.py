@@ -1,0 +1,131 @@
+"""The four record kinds every shop brings, as frame columns and as database tables.
+
+Loaders and the importer produce pandas frames with exactly these columns; storage maps them to
+the tables below; snapshots read them back. One definition keeps the three in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+INTERACTION_TYPES: tuple[str, ...] = ("view", "click", "cart", "purchase", "rating")
+SPLIT_LABELS: tuple[str, ...] = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column: its kind drives parsing and validation in the importer."""
+
+    name: str
+    kind: str  # "str" | "float" | "json_list" | "json_dict" | "enum"
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+ITEM_FIELDS: tuple[Field, ...] = (
+    Field("item_id", "str", True, doc="the shop's own product id"),
+    Field("title", "str"),
+    Field("description", "str"),
+    Field("category_path", "str", doc="levels joined by ' > ', broadest first"),
+    Field("brand", "str"),
+    Field("price", "float", doc="non-negative, shop currency"),
+    Field("image_paths", "json_list", doc="photo paths relative to the dataset folder"),
+    Field("audio_path", "str"),
+    Field("attributes", "json_dict", doc="any further key/value pairs"),
+)
+USER_FIELDS: tuple[Field, ...] = (
+    Field("user_id", "str", True),
+    Field("attributes", "json_dict"),
+)
+INTERACTION_FIELDS: tuple[Field, ...] = (
+    Field("event_id", "str", doc="idempotency key; derived from the row when absent"),
+    Field("user_id", "str", True),
+    Field("item_id", "str", True),
+    Field("type", "enum", True, INTERACTION_TYPES),
+    Field("value", "float", doc="rating value or event weight; 1.0 when absent"),
+    Field("ts", "float", doc="unix seconds; absent when the source has only an order"),
+    Field("split", "enum", False, SPLIT_LABELS, doc="a benchmark's official fold"),
+)
+REVIEW_FIELDS: tuple[Field, ...] = (
+    Field("review_id", "str", doc="derived from the row when absent"),
+    Field("user_id", "str"),
+    Field("item_id", "str"),
+    Field("rating", "float"),
+    Field("text", "str", True),
+    Field("ts", "float"),
+    Field("label", "float", doc="a dataset's sentiment label (1 positive, 0 negative) when known"),
+)
+
+FIELDS: dict[str, tuple[Field, ...]] = {
+    "items": ITEM_FIELDS,
+    "users": USER_FIELDS,
+    "interactions": INTERACTION_FIELDS,
+    "reviews": REVIEW_FIELDS,
+}
+KEYS: dict[str, str] = {"items": "item_id", "users": "user_id", "interactions": "event_id", "reviews": "review_id"}
+
+
+def columns(kind: str) -> list[str]:
+    """Column names of a record kind, in schema order."""
+    return [f.name for f in FIELDS[kind]]
+
+
+metadata = sa.MetaData()
+
+items_table = sa.Table(
+    "items",
+    metadata,
+    sa.Column("item_id", sa.String(128), primary_key=True),
+    sa.Column("title", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("category_path", sa.Text),
+    sa.Column("brand", sa.Text),
+    sa.Column("price", sa.Float),
+    sa.Column("image_paths", sa.JSON),
+    sa.Column("audio_path", sa.Text),
+    sa.Column("attributes", sa.JSON),
+)
+users_table = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("attributes", sa.JSON),
+)
+interactions_table = sa.Table(
+    "interactions",
+    metadata,
+    sa.Column("event_id", sa.String(64), primary_key=True),
+    # Import order: the tie-breaker for sources that give an order but no timestamps.
+    sa.Column("pos", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(128), sa.ForeignKey("users.user_id"), nullable=False),
+    sa.Column("item_id", sa.String(128), sa.ForeignKey("items.item_id"), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("split", sa.String(8)),
+    sa.Index("ix_interactions_user", "user_id"),
+    sa.Index("ix_interactions_item", "item_id"),
+    sa.Index("ix_interactions_pos", "pos"),
+)
+reviews_table = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("review_id", sa.String(64), primary_key=True),
+    sa.Column("pos", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.String(128)),
+    sa.Column("item_id", sa.String(128)),
+    sa.Column("rating", sa.Float),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("ts", sa.Float),
+    sa.Column("label", sa.Float),
+    sa.Index("ix_reviews_item", "item_id"),
+)
+TABLES: dict[str, sa.Table] = {
+    "items": items_table,
+    "users": users_table,
+    "interactions": interactions_table,
+    "reviews": reviews_table,
+}

@@ -1,0 +1,133 @@
+"""Full-ranking evaluation: score every item for every user, mask only the user's training items.
+
+This is the MMRec protocol: users with no target items are excluded; Recall and NDCG are averaged
+over the remaining users. Scoring is batched (one matmul + topk per batch of users) so the whole
+catalogue is ranked for tens of thousands of users in about a second on two cores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from vitrina.evaluation.kernels import auc_per_positive
+from vitrina.evaluation.metrics import RANKING_METRICS
+
+Scorer = Callable[[np.ndarray], "torch.Tensor | np.ndarray"]
+
+
+def dense_rows(m: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
+    """Boolean dense block of the given CSR rows (cheaper than scipy's todense for masks)."""
+    block = m[rows]
+    out = torch.zeros((len(rows), m.shape[1]), dtype=torch.bool)
+    row_of = np.repeat(np.arange(len(rows)), np.diff(block.indptr))
+    out[torch.from_numpy(row_of), torch.from_numpy(block.indices.astype(np.int64))] = True
+    return out
+
+
+class Evaluator:
+    """Evaluates a scorer against one target fold (valid or test).
+
+    `scorer(user_indices) -> [len(users), n_items]` scores. `item_vectors`, when given, enables
+    intra-list diversity; novelty uses training popularity.
+    """
+
+    def __init__(
+        self,
+        train: sp.csr_matrix,
+        target: sp.csr_matrix,
+        ks: Sequence[int] = (5, 10, 20, 50),
+        batch_users: int = 4096,
+        item_vectors: np.ndarray | None = None,
+    ) -> None:
+        if train.shape != target.shape:
+            raise ValueError(f"train {train.shape} and target {target.shape} differ in shape")
+        self.train = train.tocsr()
+        self.target = target.tocsr()
+        self.ks = tuple(sorted(set(int(k) for k in ks)))
+        self.batch_users = batch_users
+        self.users = np.flatnonzero(np.diff(self.target.indptr) > 0)
+        self.n_items = train.shape[1]
+        pop = np.asarray(self.train.sum(axis=0)).ravel()
+        # Self-information of an item under training popularity, smoothed so unseen items are finite.
+        self.self_info = torch.from_numpy(-np.log2((pop + 1.0) / (train.shape[0] + 1.0))).float()
+        self.item_vectors = None
+        if item_vectors is not None:
+            v = torch.from_numpy(np.asarray(item_vectors, dtype=np.float32))
+            self.item_vectors = torch.nn.functional.normalize(v, dim=1)
+
+    def evaluate(
+        self, scorer: Scorer, ks: Sequence[int] | None = None, full: bool = True
+    ) -> dict[str, float]:
+        """Metrics averaged over users with targets. `full=False` gives only ranking metrics (fast)."""
+        ks = tuple(sorted(set(ks))) if ks else self.ks
+        k_max = min(max(ks), self.n_items)
+        sums: dict[str, float] = {}
+        auc_sum = 0.0
+        recommended = torch.zeros((len(ks), self.n_items), dtype=torch.bool)
+        beyond: dict[str, float] = {}
+        n_users = len(self.users)
+        for start in range(0, n_users, self.batch_users):
+            rows = self.users[start : start + self.batch_users]
+            scores = scorer(rows)
+            seen = dense_rows(self.train, rows)
+            scores = torch.as_tensor(scores, dtype=torch.float32).masked_fill(seen, -torch.inf)
+            top_scores, top_items = torch.topk(scores, k_max, dim=1)
+            positives = dense_rows(self.target, rows)
+            # A masked (-inf) item filling a short list is never a hit.
+            finite = torch.isfinite(top_scores)
+            hits = (torch.gather(positives, 1, top_items) & finite).float()
+            n_pos = torch.from_numpy(np.diff(self.target.indptr)[rows].astype(np.float32))
+            for name, fn in RANKING_METRICS.items():
+                for k in ks:
+                    key = f"{name}@{k}"
+                    sums[key] = sums.get(key, 0.0) + float(fn(hits, n_pos, k).sum())
+            if full:
+                auc_sum += float(self._auc(scores, positives, seen, n_pos).sum())
+                self._beyond_accuracy(top_items, finite, ks, recommended, beyond)
+        out = {key: value / max(1, n_users) for key, value in sums.items()}
+        if full:
+            out["auc"] = auc_sum / max(1, n_users)
+            for j, k in enumerate(ks):
+                out[f"coverage@{k}"] = float(recommended[j].sum()) / self.n_items
+                out[f"novelty@{k}"] = beyond[f"novelty@{k}"] / max(1, n_users)
+                if self.item_vectors is not None:
+                    out[f"diversity@{k}"] = beyond[f"diversity@{k}"] / max(1, n_users)
+        out["users"] = float(n_users)
+        return out
+
+    @staticmethod
+    def _auc(scores: torch.Tensor, positives: torch.Tensor, seen: torch.Tensor, n_pos: torch.Tensor) -> torch.Tensor:
+        """Per-user AUC over all unseen items: the share of (positive, negative) pairs ordered right."""
+        negatives = ~(positives | seen)
+        rows, cols = torch.nonzero(positives, as_tuple=True)
+        per_pos = auc_per_positive(scores.numpy(), negatives.numpy(), rows.numpy(), cols.numpy())
+        per_user = torch.zeros(scores.shape[0], dtype=torch.float64).index_add_(0, rows, torch.from_numpy(per_pos))
+        return per_user / n_pos.clamp(min=1)
+
+    def _beyond_accuracy(
+        self,
+        top_items: torch.Tensor,
+        valid: torch.Tensor,
+        ks: Sequence[int],
+        recommended: torch.Tensor,
+        acc: dict[str, float],
+    ) -> None:
+        """Coverage, novelty and (with item vectors) intra-list diversity of each top-k list."""
+        gram = None
+        if self.item_vectors is not None:
+            v = self.item_vectors[top_items] * valid.unsqueeze(2)
+            gram = torch.bmm(v, v.transpose(1, 2))
+        info = self.self_info[top_items] * valid
+        for j, k in enumerate(ks):
+            ok = valid[:, :k]
+            recommended[j, top_items[:, :k][ok]] = True
+            n = ok.sum(1).float()
+            acc[f"novelty@{k}"] = acc.get(f"novelty@{k}", 0.0) + float((info[:, :k].sum(1) / n.clamp(min=1)).sum())
+            if gram is not None:
+                sim = gram[:, :k, :k].sum((1, 2)) - n
+                div = torch.where(n > 1, 1.0 - sim / (n * (n - 1)).clamp(min=1), torch.zeros_like(n))
+                acc[f"diversity@{k}"] = acc.get(f"diversity@{k}", 0.0) + float(div.sum())

@@ -1,0 +1,224 @@
+"""The Recommender interface every model implements, and the registry that finds models by name.
+
+fit(snapshot) -> score(users, items) -> recommend(user_id, k) -> save(dir) / load(dir).
+Iterative models train epoch by epoch with early stopping on validation (the watched metric,
+Recall@20 by default) and keep the parameters of their best validation epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from tqdm.auto import tqdm
+
+from vitrina import __version__
+from vitrina.data.idmap import IdMap
+from vitrina.data.snapshot import Snapshot
+from vitrina.evaluation.evaluator import Evaluator
+
+REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a model available by its `name`."""
+    if cls.name in REGISTRY:
+        raise ValueError(f"model name '{cls.name}' registered twice")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def create(name: str, **params: Any) -> Recommender:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](**params)
+
+
+@dataclass
+class FitReport:
+    """What training did: epochs run, the best one, its validation metrics and the curve."""
+
+    epochs: int = 0
+    best_epoch: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+class Recommender(ABC):
+    """Base class. Subclasses set `name`, implement `_fit` or the epoch hooks, and `_score`."""
+
+    name: ClassVar[str] = ""
+    # Iterative models implement _init_training and _train_epoch; the base runs early stopping.
+    iterative: ClassVar[bool] = False
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        self.seed = int(seed)
+        self.params = params
+        self.users: IdMap | None = None
+        self.items: IdMap | None = None
+        self.seen: sp.csr_matrix | None = None
+        self.report = FitReport()
+
+    # --- hooks for subclasses -------------------------------------------------------------
+    def _fit(self, data: Snapshot) -> None:
+        """One-shot training (non-iterative models)."""
+        raise NotImplementedError
+
+    def _init_training(self, data: Snapshot) -> None:
+        """Allocate parameters and optimisers (iterative models)."""
+        raise NotImplementedError
+
+    def _train_epoch(self, epoch: int) -> float | None:
+        """One pass over the training data; returns the mean loss (None when not computed)."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        """Scores of all items for the given dense user indices: [len(users), n_items]."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """Learned parameters as numpy arrays (what save writes and early stopping keeps)."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, np.ndarray]) -> None: ...
+
+    # --- public API -------------------------------------------------------------------------
+    def fit(
+        self,
+        data: Snapshot,
+        valid: Evaluator | None = None,
+        patience: int = 20,
+        max_epochs: int = 1000,
+        eval_every: int = 1,
+        watch: str = "recall@20",
+        progress: bool = True,
+    ) -> Recommender:
+        """Train on `data.train`; with `valid`, stop early and keep the best validation epoch."""
+        torch.manual_seed(self.seed)
+        self.users, self.items, self.seen = data.users, data.items, data.train
+        start = time.perf_counter()
+        if not self.iterative:
+            self._fit(data)
+            self.report = FitReport(epochs=1, best_epoch=1)
+            if valid is not None:
+                self.report.best_valid = valid.evaluate(self._score_np, full=False)
+            self.report.train_seconds = time.perf_counter() - start
+            return self
+        self._init_training(data)
+        report = FitReport()
+        best_state: dict[str, np.ndarray] | None = None
+        best_value, bad = -np.inf, 0
+        bar = tqdm(range(1, max_epochs + 1), desc=f"{self.name}", disable=not progress, leave=False)
+        for epoch in bar:
+            t0 = time.perf_counter()
+            loss = self._train_epoch(epoch)
+            row: dict[str, float] = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+            if loss is not None:
+                if not np.isfinite(loss):
+                    raise FloatingPointError(f"{self.name}: loss became {loss} at epoch {epoch}")
+                row["loss"] = loss
+            report.epochs = epoch
+            if valid is not None and epoch % eval_every == 0:
+                metrics = valid.evaluate(self._score_np, full=False)
+                row.update({f"valid_{k}": v for k, v in metrics.items() if k != "users"})
+                value = metrics[watch]
+                if value > best_value:
+                    best_value, bad = value, 0
+                    best_state = copy.deepcopy(self._state())
+                    report.best_epoch, report.best_valid = epoch, metrics
+                else:
+                    bad += eval_every
+                bar.set_postfix({watch: f"{value:.4f}", "best": report.best_epoch})
+            report.history.append(row)
+            if valid is not None and bad >= patience:
+                break
+        if best_state is not None:
+            self._load_state(best_state)
+        else:
+            report.best_epoch = report.epochs
+        report.train_seconds = time.perf_counter() - start
+        self.report = report
+        return self
+
+    def _score_np(self, users: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            return self._score(np.asarray(users, dtype=np.int64))
+
+    def score(self, users: np.ndarray | list[int], items: np.ndarray | list[int] | None = None) -> np.ndarray:
+        """Scores for dense user indices, for all items or the given dense item indices."""
+        self._check_fitted()
+        scores = self._score_np(np.atleast_1d(np.asarray(users, dtype=np.int64)))
+        if items is not None:
+            scores = scores[:, torch.as_tensor(np.asarray(items, dtype=np.int64))]
+        return scores.numpy()
+
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float]]:
+        """Top-k (item id, score) for a user given by the shop's id."""
+        self._check_fitted()
+        assert self.users is not None and self.items is not None and self.seen is not None
+        u = self.users.index(user_id)
+        scores = self._score_np(np.array([u]))[0].clone()
+        if exclude_seen:
+            seen = self.seen.indices[self.seen.indptr[u] : self.seen.indptr[u + 1]]
+            scores[torch.as_tensor(seen, dtype=torch.long)] = -torch.inf
+        k = min(k, len(scores))
+        top = torch.topk(scores, k)
+        keep = torch.isfinite(top.values)
+        ids = self.items.to_ids(top.indices[keep].numpy())
+        return list(zip(ids.tolist(), top.values[keep].tolist(), strict=True))
+
+    def save(self, path: str | Path) -> Path:
+        """A folder with the parameters, the id maps, the seen items and what training reported."""
+        self._check_fitted()
+        assert self.users is not None and self.items is not None and self.seen is not None
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        np.savez(path / "state.npz", **self._state())
+        np.savez(
+            path / "ids.npz",
+            users=self.users.ids.astype(str),
+            items=self.items.ids.astype(str),
+            seen_indptr=self.seen.indptr,
+            seen_indices=self.seen.indices,
+        )
+        info = {
+            "model": self.name,
+            "seed": self.seed,
+            "params": self.params,
+            "vitrina_version": __version__,
+            "report": asdict(self.report),
+        }
+        (path / "model.json").write_text(json.dumps(info, indent=2, default=float))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recommender:
+        """Load any saved model; the class comes from the registry, not from the caller."""
+        path = Path(path)
+        info = json.loads((path / "model.json").read_text())
+        model = create(info["model"], seed=info["seed"], **info["params"])
+        if cls is not Recommender and not isinstance(model, cls):
+            raise TypeError(f"{path} holds a '{info['model']}' model, not {cls.__name__}")
+        with np.load(path / "ids.npz", allow_pickle=False) as z:
+            model.users, model.items = IdMap(z["users"], "user"), IdMap(z["items"], "item")
+            shape = (len(model.users), len(model.items))
+            data = np.ones(len(z["seen_indices"]), dtype=np.float32)
+            model.seen = sp.csr_matrix((data, z["seen_indices"], z["seen_indptr"]), shape=shape)
+        with np.load(path / "state.npz", allow_pickle=False) as z:
+            model._load_state({k: z[k] for k in z.files})
+        model.report = FitReport(**info["report"])
+        return model
+
+    def _check_fitted(self) -> None:
+        if self.users is None:
+            raise RuntimeError(f"{self.name}: call fit() or load() first")

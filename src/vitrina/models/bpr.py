@@ -1,0 +1,94 @@
+"""BPR matrix factorisation (Rendle et al., 2009), trained with Adam on sampled triples.
+
+Also the base of LightGCN, which only changes how final embeddings are computed from the
+free ("ego") embeddings.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from vitrina.data.snapshot import Snapshot
+from vitrina.models.base import Recommender, register
+from vitrina.models.sampling import PairSampler
+
+
+@register
+class BPR(Recommender):
+    name = "bpr"
+    iterative = True
+
+    def __init__(
+        self,
+        embedding_dim: int = 64,
+        learning_rate: float = 1e-3,
+        reg_weight: float = 1e-5,
+        batch_size: int = 2048,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(
+            seed=seed,
+            embedding_dim=embedding_dim,
+            learning_rate=learning_rate,
+            reg_weight=reg_weight,
+            batch_size=batch_size,
+        )
+        self.dim, self.lr, self.reg = int(embedding_dim), float(learning_rate), float(reg_weight)
+        self.batch_size = int(batch_size)
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _init_training(self, data: Snapshot) -> None:
+        gen = torch.Generator().manual_seed(self.seed)
+        self.user_emb = nn.Parameter(self._xavier(data.n_users, gen))
+        self.item_emb = nn.Parameter(self._xavier(data.n_items, gen))
+        self.sampler = PairSampler(data.train, self.batch_size, self.seed)
+        self.optimizer = torch.optim.Adam([self.user_emb, self.item_emb], lr=self.lr)
+
+    def _xavier(self, rows: int, gen: torch.Generator) -> torch.Tensor:
+        std = (2.0 / (rows + self.dim)) ** 0.5
+        return torch.randn(rows, self.dim, generator=gen) * std
+
+    def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """User and item embeddings used for scoring; MF uses the free parameters directly."""
+        return self.user_emb, self.item_emb
+
+    def _train_epoch(self, epoch: int) -> float:
+        self._cache = None
+        total, n = 0.0, 0
+        for users, pos, neg in self.sampler.epoch():
+            u, i, j = (torch.from_numpy(a) for a in (users, pos, neg))
+            user_all, item_all = self._final_embeddings()
+            ue, ie, je = user_all[u], item_all[i], item_all[j]
+            loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
+            # L2 on the free embeddings of the batch, as in the LightGCN paper.
+            ego = self.user_emb[u].pow(2).sum() + self.item_emb[i].pow(2).sum() + self.item_emb[j].pow(2).sum()
+            loss = loss + self.reg * ego / (2 * len(u))
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total += float(loss) * len(u)
+            n += len(u)
+        return total / max(1, n)
+
+    def _score(self, users: np.ndarray) -> torch.Tensor:
+        if self._cache is None:
+            user_all, item_all = self._final_embeddings()
+            self._cache = (user_all.detach(), item_all.detach())
+        user_all, item_all = self._cache
+        return user_all[torch.from_numpy(users)] @ item_all.T
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"user_emb": self.user_emb.detach().numpy().copy(), "item_emb": self.item_emb.detach().numpy().copy()}
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            if hasattr(self, "user_emb"):
+                self.user_emb.copy_(torch.from_numpy(state["user_emb"]))
+                self.item_emb.copy_(torch.from_numpy(state["item_emb"]))
+            else:
+                self.user_emb = nn.Parameter(torch.from_numpy(state["user_emb"]))
+                self.item_emb = nn.Parameter(torch.from_numpy(state["item_emb"]))
+        self._cache = None
