@@ -45,8 +45,10 @@ class Evaluator:
     ) -> None:
         if train.shape != target.shape:
             raise ValueError(f"train {train.shape} and target {target.shape} differ in shape")
-        self.train = train.tocsr()
-        self.target = target.tocsr()
+        # Stored zeros are not interactions: drop them so masks and targets see real entries only.
+        self.train, self.target = train.tocsr(copy=True), target.tocsr(copy=True)
+        self.train.eliminate_zeros()
+        self.target.eliminate_zeros()
         self.ks = tuple(sorted(set(int(k) for k in ks)))
         self.batch_users = batch_users
         self.users = np.flatnonzero(np.diff(self.target.indptr) > 0)

@@ -26,13 +26,14 @@ class ALS(Recommender):
         self.factors, self.regularization, self.alpha = int(factors), float(regularization), float(alpha)
 
     def _init_training(self, data: Snapshot) -> None:
-        self.model = AlternatingLeastSquares(
-            factors=self.factors,
-            regularization=self.regularization,
-            alpha=self.alpha,
-            iterations=1,
-            random_state=self.seed,
-        )
+        with threadpool_limits(1, "blas"):  # implicit checks the BLAS thread count here
+            self.model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=1,
+                random_state=self.seed,
+            )
         self.train = data.train.astype(np.float32)
 
     def _train_epoch(self, epoch: int) -> None:

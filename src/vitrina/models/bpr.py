@@ -69,7 +69,7 @@ class BPR(Recommender):
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(loss) * len(u)
+            total += loss.item() * len(u)
             n += len(u)
         return total / max(1, n)
 

@@ -6,6 +6,8 @@ bipartite training graph. Trained exactly like BPR; only the final embeddings di
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -26,12 +28,28 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     norm = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
     norm = norm.tocsr().astype(np.float32)
     norm.sort_indices()
-    return torch.sparse_csr_tensor(
-        torch.from_numpy(norm.indptr.astype(np.int64)),
-        torch.from_numpy(norm.indices.astype(np.int64)),
-        torch.from_numpy(norm.data),
-        size=norm.shape,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(norm.indptr.astype(np.int64)),
+            torch.from_numpy(norm.indices.astype(np.int64)),
+            torch.from_numpy(norm.data),
+            size=norm.shape,
+            check_invariants=False,
+        )
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """adj @ x for a symmetric adj: the backward pass is adj @ grad, with no transpose to build."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj  # type: ignore[attr-defined]
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, ctx.adj @ grad  # type: ignore[attr-defined]
 
 
 @register
@@ -52,7 +70,7 @@ class LightGCN(BPR):
         ego = torch.cat([self.user_emb, self.item_emb])
         total, layer = ego, ego
         for _ in range(self.n_layers):
-            layer = self.adj @ layer
+            layer = _SymmetricSpMM.apply(self.adj, layer)
             total = total + layer
         final = total / (self.n_layers + 1)
         return final[:n_users], final[n_users:]

@@ -1,0 +1,96 @@
+"""Every registered model: learns real structure, saves and loads back, recommends shop ids."""
+
+import numpy as np
+import pytest
+
+from vitrina.data.idmap import UnknownIdError
+from vitrina.data.snapshot import Snapshot
+from vitrina.evaluation import Evaluator
+from vitrina.models import REGISTRY, Recommender, create
+from synthetic import clustered_dataset
+
+FAST = {
+    "pop": {},
+    "itemknn": {"neighbours": 30},
+    "als": {"factors": 16, "regularization": 0.05},
+    "bpr": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256},
+    "lightgcn": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256, "n_layers": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def snap() -> Snapshot:
+    return Snapshot.build(clustered_dataset(), split="random", seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(snap: Snapshot) -> dict[str, Recommender]:
+    valid = Evaluator(snap.train, snap.valid, ks=(20,))
+    return {
+        name: create(name, seed=1, **params).fit(snap, valid, patience=5, max_epochs=60, progress=False)
+        for name, params in FAST.items()
+    }
+
+
+def test_every_registered_model_is_covered() -> None:
+    assert set(REGISTRY) == set(FAST)
+
+
+@pytest.mark.parametrize("name", [n for n in FAST if n != "pop"])
+def test_personalised_models_beat_popularity(name: str, snap: Snapshot, fitted: dict) -> None:
+    test = Evaluator(snap.train, snap.test, ks=(10,))
+    pop = test.evaluate(fitted["pop"]._score_np, full=False)["recall@10"]
+    ours = test.evaluate(fitted[name]._score_np, full=False)["recall@10"]
+    assert ours > pop + 0.1, (name, ours, pop)
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_save_load_gives_identical_scores(name: str, fitted: dict, tmp_path) -> None:
+    model = fitted[name]
+    model.save(tmp_path / name)
+    back = Recommender.load(tmp_path / name)
+    assert type(back) is type(model) and back.params == model.params
+    users = np.arange(20)
+    assert np.array_equal(back.score(users), model.score(users))
+    assert back.recommend("u3", k=5) == model.recommend("u3", k=5)
+    assert back.report.best_epoch == model.report.best_epoch
+
+
+def test_recommend_speaks_shop_ids_and_excludes_seen(snap: Snapshot, fitted: dict) -> None:
+    model = fitted["bpr"]
+    seen = set(snap.items.to_ids(snap.train[snap.users.index("u5")].indices).tolist())
+    recs = model.recommend("u5", k=10)
+    assert len(recs) == 10 and all(item.startswith("i") for item, _ in recs)
+    assert not seen & {item for item, _ in recs}
+    scores = [s for _, s in recs]
+    assert scores == sorted(scores, reverse=True)
+    with_seen = {item for item, _ in model.recommend("u5", k=snap.n_items, exclude_seen=False)}
+    assert seen <= with_seen
+    with pytest.raises(UnknownIdError, match="unknown user 'nobody'"):
+        model.recommend("nobody")
+
+
+def test_score_subset_of_items(fitted: dict) -> None:
+    model = fitted["lightgcn"]
+    full = model.score([0, 1])
+    assert np.array_equal(model.score([0, 1], [5, 2]), full[:, [5, 2]])
+
+
+def test_early_stopping_restores_the_best_validation_epoch(snap: Snapshot, fitted: dict) -> None:
+    model = fitted["bpr"]
+    report = model.report
+    curve = [row["valid_recall@20"] for row in report.history]
+    assert report.best_epoch == int(np.argmax(curve)) + 1
+    assert report.epochs - report.best_epoch <= 5 or report.epochs == 60
+    valid = Evaluator(snap.train, snap.valid, ks=(20,))
+    assert valid.evaluate(model._score_np, full=False)["recall@20"] == pytest.approx(max(curve))
+
+
+def test_unknown_model_name_lists_known_ones() -> None:
+    with pytest.raises(ValueError, match="known: als, bpr"):
+        create("nope")
+
+
+def test_scoring_before_fit_is_a_clear_error() -> None:
+    with pytest.raises(RuntimeError, match="call fit"):
+        create("bpr").score([0])
