@@ -207,6 +207,15 @@ def test_empty_required_value_is_rejected(storage: Storage) -> None:
         storage.write("reviews", bad)
 
 
+def test_too_long_key_is_rejected_on_both_backends(storage: Storage) -> None:
+    storage.write_dataset(dataset())
+    event = {**EVENTS[0], "event_id": "u1:" + "x" * 70}
+
+    with pytest.raises(DataError, match=r"row 1, field 'event_id': 'u1:x.* is longer than 64 characters"):
+        storage.write("interactions", frame("interactions", [event]))
+    assert storage.counts()["interactions"] == 3
+
+
 class FailingStorage(Storage):
     """Fails after the first batch has gone in, to prove batches share one transaction."""
 

@@ -30,8 +30,9 @@ EVENT_KINDS: tuple[str, ...] = ("interactions", "reviews")
 REFERENCES: dict[str, dict[str, str]] = {"interactions": {"user_id": "users", "item_id": "items"}}
 
 _SINGULAR = {"items": "item", "users": "user", "interactions": "interaction", "reviews": "review"}
-# Keeps IN (...) lists under SQLite's bound-parameter limit on old builds.
-_ID_CHUNK = 900
+# Ids per existence query: SQLite binds each id separately (and old builds allow 999 parameters);
+# PostgreSQL takes a whole chunk as one array parameter.
+_ID_CHUNK = {"sqlite": 900, "postgresql": 50_000}
 
 WhereClause = Mapping[str, Any] | sa.ColumnElement[bool]
 
@@ -99,14 +100,14 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _column_values(series: pd.Series, field: Field, kind: str) -> list[Any]:
+def _column_values(series: pd.Series, field: Field, source: str) -> list[Any]:
     """A frame column as plain Python values with None for missing, ready for executemany."""
     if field.kind == "float":
         try:
             numbers = series.astype("float64")
         except (TypeError, ValueError) as exc:
             raise DataError(
-                Problem(kind, None, field.name, None, f"is not numeric ({exc}); validate the frame first")
+                Problem(source, None, field.name, None, f"is not numeric ({exc}); validate the frame first")
             ) from exc
         return [None if math.isnan(v) else v for v in numbers.tolist()]
     values = series.tolist()
@@ -142,20 +143,32 @@ class _Batch:
         self.values: dict[str, list[Any]] = {
             f.name: _column_values(frame[f.name], f, source) for f in FIELDS[kind]
         }
-        self._check_not_null()
+        self._check_columns()
         self._collapse_duplicate_keys()
 
-    def _check_not_null(self) -> None:
+    def _check_columns(self) -> None:
+        """Refuse what the database would: empty NOT NULL fields and text longer than its column.
+
+        Checked here so both backends fail alike (SQLite ignores lengths) and the error names rows.
+        """
         table = TABLES[self.kind]
         log = ProblemLog()
         for name, values in self.values.items():
-            if table.c[name].nullable and not table.c[name].primary_key:
-                continue
-            bad = [i for i, v in enumerate(values) if v is None]
-            for i in bad[:MAX_PROBLEMS]:
-                log.add(Problem(self.source, self.lines[i], name, None, "must not be empty", self.unit))
-            log.note(max(0, len(bad) - MAX_PROBLEMS))
+            column = table.c[name]
+            if not column.nullable or column.primary_key:
+                self._report(log, name, [i for i, v in enumerate(values) if v is None], "must not be empty")
+            length = getattr(column.type, "length", None)
+            if length:
+                too_long = [i for i, v in enumerate(values) if v is not None and len(v) > length]
+                self._report(log, name, too_long, f"is longer than {length} characters")
         log.raise_if_any()
+
+    def _report(self, log: ProblemLog, name: str, bad: list[int], reason: str) -> None:
+        for i in bad[:MAX_PROBLEMS]:
+            value = self.values[name][i]
+            shown = reason if value is None else f"{value!r} {reason}"
+            log.add(Problem(self.source, self.lines[i], name, value, shown, self.unit))
+        log.note(max(0, len(bad) - MAX_PROBLEMS))
 
     def _collapse_duplicate_keys(self) -> None:
         # Events keep the first copy (as a repeated import would); catalogue rows keep the last, as
@@ -296,13 +309,18 @@ class Storage:
         self._execute_batches(conn, stmt, rows)
 
     def _existing(self, conn: sa.Connection, kind: str, ids: Sequence[Any]) -> set[Any]:
-        """Which of `ids` are stored as keys of `kind`, asked in chunks to bound the IN list."""
+        """Which of `ids` are stored as keys of `kind`, asked in chunks to bound each query."""
         column = TABLES[kind].c[KEYS[kind]]
         wanted = list(dict.fromkeys(ids))
+        if self.dialect == "postgresql":
+            ids_param = sa.bindparam("ids", type_=postgresql.ARRAY(column.type))
+            stmt = sa.select(column).where(column == sa.any_(ids_param))
+        else:
+            stmt = sa.select(column).where(column.in_(sa.bindparam("ids", expanding=True)))
+        chunk = _ID_CHUNK[self.dialect]
         found: set[Any] = set()
-        stmt = sa.select(column).where(column.in_(sa.bindparam("ids", expanding=True)))
-        for start in range(0, len(wanted), _ID_CHUNK):
-            found.update(conn.execute(stmt, {"ids": wanted[start : start + _ID_CHUNK]}).scalars())
+        for start in range(0, len(wanted), chunk):
+            found.update(conn.execute(stmt, {"ids": wanted[start : start + chunk]}).scalars())
         return found
 
     def _check_references(self, conn: sa.Connection, batches: Mapping[str, _Batch]) -> None:

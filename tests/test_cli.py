@@ -1,0 +1,90 @@
+"""The command line end to end on a small generated dataset in the MMRec file format."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vitrina.cli import app
+from synthetic import clustered_dataset
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def env(tmp_path: Path) -> dict[str, str]:
+    """A data folder holding a tiny 'tiktok'-format dataset (ids 0..n-1, official split)."""
+    raw = clustered_dataset(n_users=120, n_items=60, per_user=10)
+    inter = raw.interactions.copy()
+    inter["userID"] = inter["user_id"].str[1:]
+    inter["itemID"] = inter["item_id"].str[1:]
+    rng = np.random.default_rng(0)
+    inter["split"] = rng.choice(["train", "train", "train", "train", "train", "train", "valid", "test"], len(inter))
+    folder = tmp_path / "data" / "tiktok"
+    folder.mkdir(parents=True)
+    inter[["userID", "itemID", "split"]].to_csv(folder / "interactions.tsv", sep="\t", index=False)
+    feats = rng.random((60, 8)).astype(np.float16)
+    np.save(folder / "image_feat.npy", feats)
+    np.save(folder / "audio_feat.npy", feats)
+    return {
+        "VITRINA_PATHS__DATA_DIR": str(tmp_path / "data"),
+        "VITRINA_PATHS__CACHE_DIR": str(tmp_path / "cache"),
+        "VITRINA_PATHS__OUTPUT_DIR": str(tmp_path / "out"),
+        "VITRINA_STORAGE__URL": f"sqlite:///{tmp_path / 'shop.db'}",
+        "VITRINA_TRAIN__MAX_EPOCHS": "3",
+    }
+
+
+def invoke(env: dict[str, str], *args: str):  # noqa: ANN201
+    result = runner.invoke(app, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["config"], ["datasets"], ["datasets", "list"], ["datasets", "stats"], ["ingest"], ["import"],
+     ["train"], ["recommend"], ["bench"], ["bench", "rec"], ["demo"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_bench_rec_writes_the_documented_json(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = invoke(env, "bench", "rec", "--dataset", "tiktok", "--models", "pop,bpr", "--seeds", "2",
+                    "--out", str(out), "-p", "bpr.learning_rate=0.01")
+    assert "| bpr | 2 |" in result.output and "0.0346 / 0.0130" in result.output  # DiffMM table
+    payload = json.loads(out.read_text())
+    assert payload["dataset"] == "tiktok"
+    runs = payload["results"]
+    assert [(r["model"], r["seed"]) for r in runs] == [("pop", 2026), ("bpr", 2026), ("pop", 2027), ("bpr", 2027)]
+    for r in runs:
+        assert {"recall@10", "recall@20", "ndcg@10", "ndcg@20", "auc", "coverage@50", "diversity@20"} <= set(r["test"])
+        assert {"valid", "epochs", "train_seconds", "eval_seconds", "peak_rss_mb"} <= set(r)
+    assert runs[1]["params"]["learning_rate"] == 0.01
+
+
+def test_train_save_and_recommend(env: dict[str, str], tmp_path: Path) -> None:
+    model_dir = tmp_path / "m"
+    invoke(env, "train", "--dataset", "tiktok", "--model", "itemknn", "--out", str(model_dir))
+    lines = invoke(env, "recommend", str(model_dir), "7", "-k", "3").output.strip().splitlines()
+    assert len(lines) == 3 and all(len(line.split("\t")) == 2 for line in lines)
+    bad = runner.invoke(app, ["recommend", str(model_dir), "no-such-user"], env=env)
+    assert bad.exit_code == 2 and "unknown user 'no-such-user'" in bad.output
+
+
+def test_ingest_then_train_from_database(env: dict[str, str], tmp_path: Path) -> None:
+    first = json.loads(invoke(env, "ingest", "tiktok").output)
+    again = json.loads(invoke(env, "ingest", "tiktok").output)
+    assert first["now_in_database"] == again["now_in_database"]
+    assert again["added"]["interactions"] == 0
+    invoke(env, "--set", "split.default=random", "train", "--from-db", "--model", "pop", "--out", str(tmp_path / "p"))
+
+
+def test_bad_override_is_a_clear_error(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["--set", "train.nope=1", "config"], env=env)
+    assert result.exit_code == 2 and "unknown setting 'train.nope'" in result.output
