@@ -31,5 +31,7 @@ def clustered_dataset(
     inter["type"] = "purchase"
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)], "title": [f"item {i}" for i in range(n_items)]})
     users = pd.DataFrame({"user_id": [f"u{u}" for u in range(n_users)]})
-    features = np.eye(n_groups, dtype=np.float32)[item_group] + rng.normal(0, 0.1, (n_items, n_groups)).astype(np.float32)
+    features = np.eye(n_groups, dtype=np.float32)[item_group] + rng.normal(0, 0.1, (n_items, n_groups)).astype(
+        np.float32
+    )
     return RawDataset("synthetic", items=items, users=users, interactions=inter, item_features={"image": features})

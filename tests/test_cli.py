@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vitrina.cli import app
 from synthetic import clustered_dataset
+from vitrina.cli import app
 
 runner = CliRunner()
 
@@ -37,7 +37,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-def invoke(env: dict[str, str], *args: str):  # noqa: ANN201
+def invoke(env: dict[str, str], *args: str):
     result = runner.invoke(app, list(args), env=env)
     assert result.exit_code == 0, result.output
     return result
@@ -45,8 +45,20 @@ def invoke(env: dict[str, str], *args: str):  # noqa: ANN201
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["config"], ["datasets"], ["datasets", "list"], ["datasets", "stats"], ["ingest"], ["import"],
-     ["train"], ["recommend"], ["bench"], ["bench", "rec"], ["demo"]],
+    [
+        [],
+        ["config"],
+        ["datasets"],
+        ["datasets", "list"],
+        ["datasets", "stats"],
+        ["ingest"],
+        ["import"],
+        ["train"],
+        ["recommend"],
+        ["bench"],
+        ["bench", "rec"],
+        ["demo"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
@@ -55,13 +67,31 @@ def test_every_command_has_help(command: list[str]) -> None:
 
 def test_bench_rec_writes_the_documented_json(env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = invoke(env, "bench", "rec", "--dataset", "tiktok", "--models", "pop,bpr", "--seeds", "2",
-                    "--out", str(out), "-p", "bpr.learning_rate=0.01")
+    result = invoke(
+        env,
+        "bench",
+        "rec",
+        "--dataset",
+        "tiktok",
+        "--models",
+        "pop,bpr",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "-p",
+        "bpr.learning_rate=0.01",
+    )
     assert "| bpr | 2 |" in result.output and "0.0346 / 0.0130" in result.output  # DiffMM table
     payload = json.loads(out.read_text())
     assert payload["dataset"] == "tiktok"
     runs = payload["results"]
-    assert [(r["model"], r["seed"]) for r in runs] == [("pop", 2026), ("bpr", 2026), ("pop", 2027), ("bpr", 2027)]
+    assert [(r["model"], r["seed"]) for r in runs] == [
+        ("pop", 2026),
+        ("bpr", 2026),
+        ("pop", 2027),
+        ("bpr", 2027),
+    ]
     for r in runs:
         assert {"recall@10", "recall@20", "ndcg@10", "ndcg@20", "auc", "coverage@50", "diversity@20"} <= set(r["test"])
         assert {"valid", "epochs", "train_seconds", "eval_seconds", "peak_rss_mb"} <= set(r)
@@ -82,7 +112,17 @@ def test_ingest_then_train_from_database(env: dict[str, str], tmp_path: Path) ->
     again = json.loads(invoke(env, "ingest", "tiktok").output)
     assert first["now_in_database"] == again["now_in_database"]
     assert again["added"]["interactions"] == 0
-    invoke(env, "--set", "split.default=random", "train", "--from-db", "--model", "pop", "--out", str(tmp_path / "p"))
+    invoke(
+        env,
+        "--set",
+        "split.default=random",
+        "train",
+        "--from-db",
+        "--model",
+        "pop",
+        "--out",
+        str(tmp_path / "p"),
+    )
 
 
 def test_bad_override_is_a_clear_error(env: dict[str, str]) -> None:

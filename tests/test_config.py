@@ -18,7 +18,7 @@ def test_defaults_are_documented_and_complete() -> None:
 
 def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     f = tmp_path / "v.toml"
-    f.write_text('[train]\nseed = 5\npatience = 7\n[models.bpr]\nreg_weight = 0.5\n')
+    f.write_text("[train]\nseed = 5\npatience = 7\n[models.bpr]\nreg_weight = 0.5\n")
     cfg = Config.load(f, environ={})
     assert (cfg.seed, cfg.get("train.patience"), cfg.model_params("bpr")["reg_weight"]) == (5, 7, 0.5)
     env = {"VITRINA_TRAIN__SEED": "11", "VITRINA_STORAGE__URL": "postgresql://x@h/db"}
@@ -26,8 +26,14 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     assert cfg.seed == 11 and cfg.storage_url == "postgresql://x@h/db" and cfg.get("train.patience") == 7
     cfg = Config.load(f, {"train.seed": "12", "models.bpr.embedding_dim": "32"}, environ=env)
     assert cfg.seed == 12 and cfg.model_params("bpr")["embedding_dim"] == 32
-    assert cfg.sources == ["defaults", str(f), "$VITRINA_STORAGE__URL", "$VITRINA_TRAIN__SEED",
-                           "--set train.seed", "--set models.bpr.embedding_dim"]
+    assert cfg.sources == [
+        "defaults",
+        str(f),
+        "$VITRINA_STORAGE__URL",
+        "$VITRINA_TRAIN__SEED",
+        "--set train.seed",
+        "--set models.bpr.embedding_dim",
+    ]
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:

@@ -36,7 +36,9 @@ def _fail(message: str) -> None:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML file (default: $VITRINA_CONFIG or ./vitrina.toml)")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="TOML file (default: $VITRINA_CONFIG or ./vitrina.toml)")
+    ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="folder with one sub-folder per dataset")] = None,
     storage_url: Annotated[str | None, typer.Option(help="sqlite:///file.db or postgresql://...")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="folder for snapshots and features")] = None,
@@ -157,11 +159,21 @@ def train(
     snap = _snapshot(cfg, dataset, from_db, split, cfg.seed)
     out = out or cfg.output_dir / "models" / f"{snap.name}-{model}"
     result = run_model(cfg, snap, model, cfg.seed, parse_params(param or []).get(model), save_dir=out)
-    typer.echo(json.dumps({"model": model, "saved": str(out), "best_epoch": result.best_epoch,
-                           "valid": result.valid, "test": result.test}, indent=2))
+    typer.echo(
+        json.dumps(
+            {
+                "model": model,
+                "saved": str(out),
+                "best_epoch": result.best_epoch,
+                "valid": result.valid,
+                "test": result.test,
+            },
+            indent=2,
+        )
+    )
 
 
-def _snapshot(cfg: Config, dataset: str | None, from_db: bool, split: str | None, seed: int):  # noqa: ANN202
+def _snapshot(cfg: Config, dataset: str | None, from_db: bool, split: str | None, seed: int):
     from vitrina.data.sources import dataset_snapshot, snapshot_from_raw, storage_dataset
 
     if from_db == (dataset is not None):
@@ -236,8 +248,16 @@ def demo(ctx: typer.Context) -> None:
     """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""
     cfg = _config(ctx)
     out = cfg.output_dir / "demo-amazon-baby.json"
-    ctx.invoke(bench_rec, ctx=ctx, dataset="amazon-baby", models="pop,itemknn,als,bpr", seeds=1,
-               split=None, out=out, param=None)
+    ctx.invoke(
+        bench_rec,
+        ctx=ctx,
+        dataset="amazon-baby",
+        models="pop,itemknn,als,bpr",
+        seeds=1,
+        split=None,
+        out=out,
+        param=None,
+    )
 
 
 def main() -> None:

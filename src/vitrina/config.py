@@ -73,7 +73,9 @@ class Config:
         data = copy.deepcopy(defaults)
         sources = ["defaults"]
         env = os.environ if environ is None else environ
-        user_file = path or env.get(f"{ENV_PREFIX}CONFIG") or ("vitrina.toml" if Path("vitrina.toml").is_file() else None)
+        user_file = (
+            path or env.get(f"{ENV_PREFIX}CONFIG") or ("vitrina.toml" if Path("vitrina.toml").is_file() else None)
+        )
         if user_file:
             p = Path(user_file)
             if not p.is_file():

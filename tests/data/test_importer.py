@@ -56,9 +56,7 @@ def snapshot(storage: Storage) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for kind in ("items", "users", "interactions", "reviews"):
         rows = storage.read(kind).to_dict("records")
-        out[kind] = [
-            {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows
-        ]
+        out[kind] = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in rows]
     return out
 
 
@@ -216,9 +214,7 @@ def test_parquet_round_trip(storage: Storage, shop: dict[str, Path], tmp_path: P
     )
     events_path = tmp_path / "events.parquet"
     events.to_parquet(events_path, index=False)
-    items = pd.DataFrame(
-        {"item_id": ["i5"], "title": ["Lamp"], "image_paths": [["a.jpg", "b.jpg"]], "watts": [40]}
-    )
+    items = pd.DataFrame({"item_id": ["i5"], "title": ["Lamp"], "image_paths": [["a.jpg", "b.jpg"]], "watts": [40]})
     items_path = tmp_path / "items.parquet"
     items.to_parquet(items_path, index=False)
 
@@ -237,9 +233,7 @@ def test_parquet_round_trip(storage: Storage, shop: dict[str, Path], tmp_path: P
 
 def test_parquet_errors_name_the_row(tmp_path: Path) -> None:
     path = tmp_path / "events.parquet"
-    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "type": ["view", "like"]}).to_parquet(
-        path
-    )
+    pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["i1", "i2"], "type": ["view", "like"]}).to_parquet(path)
 
     with pytest.raises(DataError, match=r"events.parquet, row 2, field 'type': 'like' is not one of"):
         validate(read_records(path, "interactions"), "interactions", path.name)
@@ -305,9 +299,7 @@ def test_iso_and_unix_timestamps(tmp_path: Path) -> None:
 
 
 def test_same_event_spelled_differently_collapses(tmp_path: Path) -> None:
-    text = (
-        "user_id,item_id,type,value,ts\nu,i,view,1,1700000000\nu,i,view,,2023-11-14T22:13:20Z\nu,i,view,2,1\n"
-    )
+    text = "user_id,item_id,type,value,ts\nu,i,view,1,1700000000\nu,i,view,,2023-11-14T22:13:20Z\nu,i,view,2,1\n"
     path = write(tmp_path, "events.csv", text)
 
     out = validate(read_records(path, "interactions"), "interactions", path.name)
@@ -340,9 +332,7 @@ def test_missing_file_and_unknown_suffix(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"events\.csv: file not found"):
         read_records(tmp_path / "events.csv", "interactions")
     xlsx = write(tmp_path, "events.xlsx", "")
-    with pytest.raises(
-        DataError, match=r"events.xlsx: unknown file type .xlsx; use .csv, .tsv, .jsonl or .parquet"
-    ):
+    with pytest.raises(DataError, match=r"events.xlsx: unknown file type .xlsx; use .csv, .tsv, .jsonl or .parquet"):
         read_records(xlsx, "interactions")
     with pytest.raises(ValueError, match="unknown record kind"):
         read_records(xlsx, "orders")

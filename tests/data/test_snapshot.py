@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from synthetic import clustered_dataset
 from vitrina.data.dataset import RawDataset
 from vitrina.data.idmap import IdMap, UnknownIdError
 from vitrina.data.snapshot import Snapshot
-from synthetic import clustered_dataset
 
 
 def test_idmap_round_trip_and_unknown_ids_named() -> None:
@@ -35,7 +35,12 @@ def test_ids_missing_from_the_catalogue_are_appended() -> None:
         "t",
         items=pd.DataFrame({"item_id": ["x", "y"]}),
         interactions=pd.DataFrame(
-            {"user_id": ["u1", "u2", "u1"], "item_id": ["y", "z", "x"], "type": "click", "split": ["train", "train", "test"]}
+            {
+                "user_id": ["u1", "u2", "u1"],
+                "item_id": ["y", "z", "x"],
+                "type": "click",
+                "split": ["train", "train", "test"],
+            }
         ),
     )
     snap = Snapshot.build(raw, split="official")

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from synthetic import clustered_dataset
 from vitrina.data import splits
 from vitrina.data.snapshot import Snapshot
-from synthetic import clustered_dataset
 
 
 def test_official_split_reads_labels_and_rejects_unknown() -> None:

@@ -135,9 +135,7 @@ def test_upsert_of_items_changes_fields_without_duplicating(storage: Storage) ->
 
 def test_duplicate_keys_in_one_frame(storage: Storage) -> None:
     """Catalogue rows: the last copy wins (as if upserted in turn); events: the first copy is kept."""
-    storage.write(
-        "items", frame("items", [{"item_id": "i1", "title": "old"}, {"item_id": "i1", "title": "new"}])
-    )
+    storage.write("items", frame("items", [{"item_id": "i1", "title": "old"}, {"item_id": "i1", "title": "new"}]))
     storage.write("users", frame("users", USERS))
     dup = [dict(EVENTS[0]), {**EVENTS[0], "value": 9.0}]
 

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
+from synthetic import clustered_dataset
 from vitrina.data.idmap import UnknownIdError
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
 from vitrina.models import REGISTRY, Recommender, create
-from synthetic import clustered_dataset
 
 FAST = {
     "pop": {},

@@ -37,4 +37,8 @@ PUBLISHED: dict[str, dict[str, tuple[float, float]]] = {
         "diffmm": (0.1129, 0.0456),
     },
 }
-SOURCES: dict[str, str] = {"amazon-baby": MMREC_SOURCE, "amazon-sports": MMREC_SOURCE, "tiktok": DIFFMM_SOURCE}
+SOURCES: dict[str, str] = {
+    "amazon-baby": MMREC_SOURCE,
+    "amazon-sports": MMREC_SOURCE,
+    "tiktok": DIFFMM_SOURCE,
+}

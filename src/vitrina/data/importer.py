@@ -153,9 +153,7 @@ def _read_delimited(handle: IO[str], source: str, delimiter: str) -> pd.DataFram
                 continue
             if len(row) != len(header):
                 problems.add(
-                    Problem(
-                        source, start, None, None, f"has {len(row)} fields but the header has {len(header)}"
-                    )
+                    Problem(source, start, None, None, f"has {len(row)} fields but the header has {len(header)}")
                 )
                 continue
             rows.append(row)
@@ -194,14 +192,10 @@ def _read_jsonl(handle: IO[str], source: str) -> pd.DataFrame:
                 record = json.loads(text)
             except json.JSONDecodeError as exc:
                 shown = text.strip()[:60]
-                problems.add(
-                    Problem(source, number, None, shown, f"is not valid JSON ({exc.msg}, column {exc.colno})")
-                )
+                problems.add(Problem(source, number, None, shown, f"is not valid JSON ({exc.msg}, column {exc.colno})"))
                 continue
             if not isinstance(record, dict):
-                problems.add(
-                    Problem(source, number, None, record, f"is a JSON {type(record).__name__}, not an object")
-                )
+                problems.add(Problem(source, number, None, record, f"is a JSON {type(record).__name__}, not an object"))
                 continue
             records.append(record)
             lines.append(number)
@@ -399,9 +393,7 @@ def validate(frame: pd.DataFrame, kind: str, source: str = "<frame>") -> pd.Data
     for field in fields:
         if field.required and field.name not in frame.columns:
             have = ", ".join(map(str, frame.columns)) or "none"
-            problems.add(
-                Problem(source, None, field.name, None, f"required column is missing (columns: {have})")
-            )
+            problems.add(Problem(source, None, field.name, None, f"required column is missing (columns: {have})"))
     problems.raise_if_any()
 
     n = len(frame)
@@ -458,9 +450,7 @@ def _convert_column(
                     raise _Invalid(f"{value!r} is outside {_range_text(low, high)}")
                 if length is not None and len(converted) > length:
                     what = "ids" if is_key or field.name.endswith("_id") else "values"
-                    raise _Invalid(
-                        f"{_short(converted)} is longer than {length} characters, the limit for {what}"
-                    )
+                    raise _Invalid(f"{_short(converted)} is longer than {length} characters, the limit for {what}")
             out.append(converted)
         except _Invalid as exc:
             bad += 1
@@ -496,9 +486,7 @@ def _check_event_ratings(
     problems.note(max(0, len(bad) - MAX_PROBLEMS))
 
 
-def _fold_extras(
-    attributes: list[dict[str, Any] | None], extras: pd.DataFrame
-) -> list[dict[str, Any] | None]:
+def _fold_extras(attributes: list[dict[str, Any] | None], extras: pd.DataFrame) -> list[dict[str, Any] | None]:
     """Merge a shop's extra columns into `attributes`; an explicit attribute wins over a column."""
     names = list(extras.columns)
     merged: list[dict[str, Any] | None] = []

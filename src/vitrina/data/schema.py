@@ -65,7 +65,12 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     "interactions": INTERACTION_FIELDS,
     "reviews": REVIEW_FIELDS,
 }
-KEYS: dict[str, str] = {"items": "item_id", "users": "user_id", "interactions": "event_id", "reviews": "review_id"}
+KEYS: dict[str, str] = {
+    "items": "item_id",
+    "users": "user_id",
+    "interactions": "event_id",
+    "reviews": "review_id",
+}
 
 
 def columns(kind: str) -> list[str]:

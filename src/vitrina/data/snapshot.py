@@ -150,7 +150,13 @@ class Snapshot:
             arrays[f"log__{key}"] = arr
         for key, arr in self.cold_items.items():
             arrays[f"cold__{key}"] = arr
-        header = {"version": FORMAT_VERSION, "name": self.name, "split": self.split, "seed": self.seed, "meta": self.meta}
+        header = {
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "split": self.split,
+            "seed": self.seed,
+            "meta": self.meta,
+        }
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, **arrays)
@@ -175,7 +181,17 @@ class Snapshot:
                 return {k[len(prefix) :]: z[k] for k in z.files if k.startswith(prefix)}
 
             return cls(
-                header["name"], users, items, mat("train"), mat("valid"), mat("test"),
-                header["split"], header["seed"], group("feat__"), group("mask__"),
-                group("log__"), group("cold__"), header["meta"],
+                header["name"],
+                users,
+                items,
+                mat("train"),
+                mat("valid"),
+                mat("test"),
+                header["split"],
+                header["seed"],
+                group("feat__"),
+                group("mask__"),
+                group("log__"),
+                group("cold__"),
+                header["meta"],
             )

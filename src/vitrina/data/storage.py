@@ -47,9 +47,7 @@ def normalize_url(url: str | sa.URL) -> sa.URL:
         return parsed
     if backend == "sqlite":
         return parsed
-    raise ValueError(
-        f"unsupported storage URL '{parsed.render_as_string()}': use sqlite:/// or postgresql://"
-    )
+    raise ValueError(f"unsupported storage URL '{parsed.render_as_string()}': use sqlite:/// or postgresql://")
 
 
 def _make_engine(url: sa.URL) -> sa.Engine:
@@ -135,14 +133,10 @@ class _Batch:
         missing = [c for c in columns(kind) if c not in frame.columns]
         if missing:
             raise DataError(
-                Problem(
-                    source, None, missing[0], None, f"column missing from the frame (all missing: {missing})"
-                )
+                Problem(source, None, missing[0], None, f"column missing from the frame (all missing: {missing})")
             )
         self.lines, self.unit = row_locations(frame)
-        self.values: dict[str, list[Any]] = {
-            f.name: _column_values(frame[f.name], f, source) for f in FIELDS[kind]
-        }
+        self.values: dict[str, list[Any]] = {f.name: _column_values(frame[f.name], f, source) for f in FIELDS[kind]}
         self._check_columns()
         self._collapse_duplicate_keys()
 
@@ -181,9 +175,7 @@ class _Batch:
         self.select(mask)
 
     def select(self, mask: np.ndarray) -> None:
-        self.values = {
-            name: [v for v, m in zip(vals, mask, strict=True) if m] for name, vals in self.values.items()
-        }
+        self.values = {name: [v for v, m in zip(vals, mask, strict=True) if m] for name, vals in self.values.items()}
         self.lines = [v for v, m in zip(self.lines, mask, strict=True) if m]
 
     def __len__(self) -> int:
@@ -259,9 +251,7 @@ class Storage:
             raise ValueError(f"unknown record kinds {unknown}; expected some of {list(KINDS)}")
         names = {kind: (sources or {}).get(kind) or kind for kind in frames}
         batches = {
-            kind: _Batch(kind, frames[kind], names[kind])
-            for kind in KINDS
-            if kind in frames and len(frames[kind])
+            kind: _Batch(kind, frames[kind], names[kind]) for kind in KINDS if kind in frames and len(frames[kind])
         }
         added = dict.fromkeys(KINDS, 0)
         with self._writer.begin() as conn:

@@ -61,9 +61,7 @@ class Evaluator:
             v = torch.from_numpy(np.asarray(item_vectors, dtype=np.float32))
             self.item_vectors = torch.nn.functional.normalize(v, dim=1)
 
-    def evaluate(
-        self, scorer: Scorer, ks: Sequence[int] | None = None, full: bool = True
-    ) -> dict[str, float]:
+    def evaluate(self, scorer: Scorer, ks: Sequence[int] | None = None, full: bool = True) -> dict[str, float]:
         """Metrics averaged over users with targets. `full=False` gives only ranking metrics (fast)."""
         ks = tuple(sorted(set(ks))) if ks else self.ks
         k_max = min(max(ks), self.n_items)

@@ -19,9 +19,7 @@ class ALS(Recommender):
     name = "als"
     iterative = True
 
-    def __init__(
-        self, factors: int = 64, regularization: float = 0.01, alpha: float = 10.0, seed: int = 0
-    ) -> None:
+    def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 10.0, seed: int = 0) -> None:
         super().__init__(seed=seed, factors=factors, regularization=regularization, alpha=alpha)
         self.factors, self.regularization, self.alpha = int(factors), float(regularization), float(alpha)
 
@@ -47,7 +45,10 @@ class ALS(Recommender):
         return self.user_factors[torch.from_numpy(users)] @ self.item_factors.T
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors.numpy().copy(), "item_factors": self.item_factors.numpy().copy()}
+        return {
+            "user_factors": self.user_factors.numpy().copy(),
+            "item_factors": self.item_factors.numpy().copy(),
+        }
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         self.user_factors = torch.from_numpy(np.ascontiguousarray(state["user_factors"], dtype=np.float32))

@@ -81,7 +81,10 @@ class BPR(Recommender):
         return user_all[torch.from_numpy(users)] @ item_all.T
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"user_emb": self.user_emb.detach().numpy().copy(), "item_emb": self.item_emb.detach().numpy().copy()}
+        return {
+            "user_emb": self.user_emb.detach().numpy().copy(),
+            "item_emb": self.item_emb.detach().numpy().copy(),
+        }
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         with torch.no_grad():

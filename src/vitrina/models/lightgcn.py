@@ -19,7 +19,6 @@ from vitrina.models.bpr import BPR
 
 def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     """Symmetric-normalised adjacency of the bipartite graph as a torch sparse CSR tensor."""
-    n_users, n_items = train.shape
     r = (train > 0).astype(np.float32)
     adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
     deg = np.asarray(adj.sum(axis=1)).ravel()

@@ -49,4 +49,8 @@ class PairSampler:
         users, items = self.users[order], self.items[order]
         negs = self.negatives(users)
         for s in range(0, len(users), self.batch_size):
-            yield users[s : s + self.batch_size], items[s : s + self.batch_size], negs[s : s + self.batch_size]
+            yield (
+                users[s : s + self.batch_size],
+                items[s : s + self.batch_size],
+                negs[s : s + self.batch_size],
+            )
