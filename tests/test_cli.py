@@ -128,3 +128,14 @@ def test_ingest_then_train_from_database(env: dict[str, str], tmp_path: Path) ->
 def test_bad_override_is_a_clear_error(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["--set", "train.nope=1", "config"], env=env)
     assert result.exit_code == 2 and "unknown setting 'train.nope'" in result.output
+
+
+def test_bench_speed_times_evaluation_and_epochs(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    result = invoke(
+        env, "bench", "speed", "--dataset", "tiktok", "--models", "bpr", "--repeats", "2", "--out", str(out)
+    )
+    assert "full evaluation, top-50, all metrics" in result.output
+    rows = json.loads(out.read_text())["results"]
+    assert [r["task"] for r in rows] == ["full evaluation, top-50, all metrics", "bpr training epoch"]
+    assert all(len(r["runs_s"]) == 2 and r["median_s"] > 0 for r in rows)

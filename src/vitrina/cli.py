@@ -61,9 +61,15 @@ def main_options(
         if value is not None:
             overrides[key] = str(value) if isinstance(value, Path) else value
     try:
-        ctx.obj = {"config": Config.load(config, overrides)}
+        cfg = Config.load(config, overrides)
     except ConfigError as exc:
         _fail(str(exc))
+    threads = int(cfg.get("train.threads"))
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    ctx.obj = {"config": cfg}
 
 
 @app.command("config")
@@ -240,6 +246,27 @@ def bench_rec(
     typer.echo(f"\n## {dataset} ({split} split), test metrics, mean ± std over {seeds} seed(s)\n")
     typer.echo(markdown_table(dataset, results))
     if out is not None:
+        typer.echo(f"\nwrote {out}")
+
+
+@bench_app.command("speed")
+def bench_speed(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset")] = "amazon-baby",
+    models: Annotated[str, typer.Option(help="iterative models whose epochs are timed")] = "bpr,lightgcn",
+    repeats: Annotated[int, typer.Option(help="timed runs per task (median reported)")] = 3,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """Time full-ranking evaluation (all users x all items, top-50, all metrics) and training epochs."""
+    from vitrina.bench import speed
+    from vitrina.data.sources import dataset_snapshot
+
+    cfg = _config(ctx)
+    snap = dataset_snapshot(cfg, dataset)
+    rows = speed.measure(cfg, snap, [m.strip() for m in models.split(",") if m.strip()], repeats)
+    typer.echo(speed.table(dataset, rows))
+    if out is not None:
+        speed.write_json(out, dataset, rows)
         typer.echo(f"\nwrote {out}")
 
 
