@@ -139,3 +139,28 @@ def test_bench_speed_times_evaluation_and_epochs(env: dict[str, str], tmp_path: 
     rows = json.loads(out.read_text())["results"]
     assert [r["task"] for r in rows] == ["full evaluation, top-50, all metrics", "bpr training epoch"]
     assert all(len(r["runs_s"]) == 2 and r["median_s"] > 0 for r in rows)
+
+
+def test_bench_grid_selects_on_validation_only(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "grid.json"
+    result = invoke(
+        env,
+        "bench",
+        "rec",
+        "--dataset",
+        "tiktok",
+        "--models",
+        "bpr",
+        "--out",
+        str(out),
+        "-p",
+        "bpr.learning_rate=0.0001,0.02",
+        "-p",
+        "bpr.embedding_dim=8",
+    )
+    runs = json.loads(out.read_text())["results"]
+    assert sorted(r["params"]["learning_rate"] for r in runs) == [0.0001, 0.02]
+    assert [r["selected"] for r in runs].count(True) == 1
+    chosen = next(r for r in runs if r["selected"])
+    assert chosen["valid"]["recall@20"] == max(r["valid"]["recall@20"] for r in runs)
+    assert "selected on validation" in result.output and "| bpr | 1 |" in result.output

@@ -21,7 +21,10 @@ bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_arg
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(bench_app, name="bench")
 
-ParamOpt = Annotated[list[str] | None, typer.Option("--param", "-p", help="model.key=value (repeatable)")]
+ParamOpt = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="model.key=value (repeatable); v1,v2,... is a grid selected on validation"),
+]
 
 
 def _config(ctx: typer.Context) -> Config:
@@ -159,12 +162,15 @@ def train(
     param: ParamOpt = None,
 ) -> None:
     """Train one model with early stopping on validation, report test metrics and save it."""
-    from vitrina.bench.rec import parse_params, run_model
+    from vitrina.bench.rec import grid, parse_params, run_model
 
     cfg = _config(ctx)
     snap = _snapshot(cfg, dataset, from_db, split, cfg.seed)
     out = out or cfg.output_dir / "models" / f"{snap.name}-{model}"
-    result = run_model(cfg, snap, model, cfg.seed, parse_params(param or []).get(model), save_dir=out)
+    combos = grid(parse_params(param or []).get(model))
+    if len(combos) > 1:
+        _fail("train takes single values; use `vitrina bench rec` for a grid")
+    result = run_model(cfg, snap, model, cfg.seed, combos[0], save_dir=out)
     typer.echo(
         json.dumps(
             {
@@ -220,28 +226,36 @@ def bench_rec(
     param: ParamOpt = None,
 ) -> None:
     """Train and evaluate models over seeds; print mean ± std next to the published numbers."""
-    from vitrina.bench.rec import markdown_table, parse_params, run_model, write_json
+    from vitrina.bench.rec import grid, markdown_table, parse_params, run_model, select_on_validation, write_json
     from vitrina.data.sources import dataset_snapshot, default_split
 
     cfg = _config(ctx)
     names = [m.strip() for m in models.split(",") if m.strip()]
     overrides = parse_params(param or [])
     split = split or default_split(dataset, cfg)
+    watch = str(cfg.get("eval.watch"))
     results = []
     stats: dict[str, object] = {}
     for s in range(cfg.seed, cfg.seed + seeds):
         snap = dataset_snapshot(cfg, dataset, split, s)
         stats = snap.stats()
         for name in names:
-            typer.echo(f"[bench] {dataset} {split} seed={s} {name} ...", err=True)
-            r = run_model(cfg, snap, name, s, overrides.get(name))
-            typer.echo(
-                f"[bench]   recall@20={r.test['recall@20']:.4f} ndcg@20={r.test['ndcg@20']:.4f} "
-                f"best epoch {r.best_epoch}/{r.epochs}, train {r.train_seconds:.1f}s, eval {r.eval_seconds:.2f}s",
-                err=True,
-            )
-            results.append(r)
-            if out is not None:  # written after every run so a long benchmark loses nothing
+            candidates = []
+            for combo in grid(overrides.get(name)):
+                typer.echo(f"[bench] {dataset} {split} seed={s} {name} {combo or ''} ...", err=True)
+                r = run_model(cfg, snap, name, s, combo)
+                typer.echo(
+                    f"[bench]   valid {watch}={r.valid.get(watch, float('nan')):.4f} | test recall@20="
+                    f"{r.test['recall@20']:.4f} ndcg@20={r.test['ndcg@20']:.4f} | best epoch "
+                    f"{r.best_epoch}/{r.epochs}, train {r.train_seconds:.1f}s, eval {r.eval_seconds:.2f}s",
+                    err=True,
+                )
+                candidates.append(r)
+                results.append(r)
+            best = select_on_validation(candidates, watch)
+            if len(candidates) > 1:
+                typer.echo(f"[bench]   selected on validation: {best.params}", err=True)
+            if out is not None:  # written after every model so a long benchmark loses nothing
                 write_json(out, dataset, split, results, stats)
     typer.echo(f"\n## {dataset} ({split} split), test metrics, mean ± std over {seeds} seed(s)\n")
     typer.echo(markdown_table(dataset, results))

@@ -27,16 +27,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def parse_params(pairs: list[str]) -> dict[str, dict[str, Any]]:
-    """`model.key=value` strings into {model: {key: value}}, values parsed as TOML scalars."""
-    out: dict[str, dict[str, Any]] = {}
+def parse_params(pairs: list[str]) -> dict[str, dict[str, list[Any]]]:
+    """`model.key=v1,v2,...` strings into {model: {key: [values]}}, values parsed as TOML scalars."""
+    out: dict[str, dict[str, list[Any]]] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         model, dot, name = key.partition(".")
-        if not sep or not dot:
-            raise ValueError(f"--param expects model.key=value, got '{pair}'")
-        out.setdefault(model, {})[name] = parse_scalar(value)
+        if not sep or not dot or not value:
+            raise ValueError(f"--param expects model.key=value[,value...], got '{pair}'")
+        out.setdefault(model, {})[name] = [parse_scalar(v.strip()) for v in value.split(",")]
     return out
+
+
+def grid(values: dict[str, list[Any]] | None) -> list[dict[str, Any]]:
+    """Every combination of the listed values (one empty combination when nothing is listed)."""
+    combos: list[dict[str, Any]] = [{}]
+    for key, options in (values or {}).items():
+        combos = [{**c, key: v} for c in combos for v in options]
+    return combos
 
 
 @dataclass
@@ -52,6 +60,8 @@ class RunResult:
     peak_rss_mb: float
     params: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    # False for grid candidates that lost on validation; tables show selected runs only.
+    selected: bool = True
 
 
 def run_model(
@@ -99,6 +109,14 @@ def run_model(
     )
 
 
+def select_on_validation(runs: list[RunResult], watch: str) -> RunResult:
+    """Mark the run with the best validation metric as selected (test metrics play no part)."""
+    best = max(runs, key=lambda r: r.valid.get(watch, float("-inf")))
+    for r in runs:
+        r.selected = r is best
+    return best
+
+
 def _mean_std(values: list[float]) -> str:
     arr = np.asarray(values, dtype=float)
     return f"{arr.mean():.4f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.4f}"
@@ -110,7 +128,7 @@ def markdown_table(dataset: str, results: list[RunResult]) -> str:
     head = ["model", "seeds", *TABLE_METRICS, "published R@20 / N@20", "epochs", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in dict.fromkeys(r.model for r in results):
-        runs = [r for r in results if r.model == name]
+        runs = [r for r in results if r.model == name and r.selected]
         pub = published.get(name)
         row = [
             name,
@@ -145,6 +163,7 @@ def write_json(path: Path, dataset: str, split: str, results: list[RunResult], s
                 "train_seconds": r.train_seconds,
                 "eval_seconds": r.eval_seconds,
                 "peak_rss_mb": r.peak_rss_mb,
+                "selected": r.selected,
                 "history": r.history,
             }
             for r in results
