@@ -164,3 +164,13 @@ def test_bench_grid_selects_on_validation_only(env: dict[str, str], tmp_path: Pa
     chosen = next(r for r in runs if r["selected"])
     assert chosen["valid"]["recall@20"] == max(r["valid"]["recall@20"] for r in runs)
     assert "selected on validation" in result.output and "| bpr | 1 |" in result.output
+
+
+def test_bench_report_merges_files_and_plots(env: dict[str, str], tmp_path: Path) -> None:
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    invoke(env, "bench", "rec", "--dataset", "tiktok", "--models", "pop", "--out", str(first))
+    invoke(env, "bench", "rec", "--dataset", "tiktok", "--models", "itemknn", "--out", str(second))
+    png = tmp_path / "r.png"
+    out = invoke(env, "bench", "report", str(first), str(second), "--plot", str(png)).output
+    assert "| pop | 1 |" in out and "| itemknn | 1 |" in out and "### tiktok (official split)" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"

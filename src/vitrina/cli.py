@@ -284,6 +284,20 @@ def bench_speed(
         typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("report")
+def bench_report(
+    files: Annotated[list[Path], typer.Argument(help="JSON files written by `vitrina bench rec --out`")],
+    plot: Annotated[Path | None, typer.Option(help="PNG with test Recall@20 per model next to published")] = None,
+) -> None:
+    """Merge benchmark results into one markdown table per dataset (and a plot)."""
+    from vitrina.bench import report
+
+    groups = report.load_runs(files)
+    typer.echo(report.tables(groups))
+    if plot is not None:
+        typer.echo(f"\nwrote {report.plot(groups, plot)}")
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""

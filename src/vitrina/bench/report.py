@@ -1,0 +1,60 @@
+"""`vitrina bench report`: merge benchmark JSON files into README tables and a plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vitrina.bench.published import PUBLISHED
+from vitrina.bench.rec import RunResult, markdown_table
+
+
+def load_runs(paths: list[Path]) -> dict[tuple[str, str], list[RunResult]]:
+    """Runs per (dataset, split), in file order; later files add models or seeds."""
+    groups: dict[tuple[str, str], list[RunResult]] = {}
+    for path in paths:
+        payload = json.loads(Path(path).read_text())
+        key = (payload["dataset"], payload.get("split", "official"))
+        fields = RunResult.__dataclass_fields__
+        groups.setdefault(key, []).extend(
+            RunResult(**{k: v for k, v in r.items() if k in fields}) for r in payload["results"]
+        )
+    return groups
+
+
+def tables(groups: dict[tuple[str, str], list[RunResult]]) -> str:
+    parts = []
+    for (dataset, split), runs in groups.items():
+        seeds = len({r.seed for r in runs})
+        parts.append(f"### {dataset} ({split} split), test, mean ± std over seeds (up to {seeds})")
+        parts.append(markdown_table(dataset, runs))
+    return "\n\n".join(parts)
+
+
+def plot(groups: dict[tuple[str, str], list[RunResult]], path: Path) -> Path:
+    """Test Recall@20 per model and dataset (bars: mean ± std), published numbers as black ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
+    for ax, ((dataset, split), runs) in zip(axes[0], groups.items(), strict=True):
+        models = list(dict.fromkeys(r.model for r in runs if r.selected))
+        values = [[r.test["recall@20"] for r in runs if r.model == m and r.selected] for m in models]
+        x = np.arange(len(models))
+        ax.bar(x, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], color="#4c78a8", capsize=3)
+        for i, m in enumerate(models):
+            if m in PUBLISHED.get(dataset, {}):
+                ax.plot([i - 0.35, i + 0.35], [PUBLISHED[dataset][m][0]] * 2, color="black", lw=2)
+        ax.set_xticks(x, models, rotation=30)
+        ax.set_title(f"{dataset} ({split})")
+        ax.set_ylabel("test Recall@20")
+    fig.suptitle("Vitrina (bars) vs published (black lines)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
