@@ -19,19 +19,18 @@ from vitrina.evaluation.metrics import RANKING_METRICS
 Scorer = Callable[[np.ndarray], "torch.Tensor | np.ndarray"]
 
 
-def dense_rows(m: sp.csr_matrix, rows: np.ndarray) -> torch.Tensor:
-    """Boolean dense block of the given CSR rows (cheaper than scipy's todense for masks)."""
+def block_coordinates(m: sp.csr_matrix, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row-in-block, column) of every stored entry of the given CSR rows."""
     block = m[rows]
-    out = torch.zeros((len(rows), m.shape[1]), dtype=torch.bool)
     row_of = np.repeat(np.arange(len(rows)), np.diff(block.indptr))
-    out[torch.from_numpy(row_of), torch.from_numpy(block.indices.astype(np.int64))] = True
-    return out
+    return torch.from_numpy(row_of), torch.from_numpy(block.indices.astype(np.int64))
 
 
 class Evaluator:
     """Evaluates a scorer against one target fold (valid or test).
 
-    `scorer(user_indices) -> [len(users), n_items]` scores. `item_vectors`, when given, enables
+    `scorer(user_indices) -> [len(users), n_items]` scores, as a new tensor or array that the
+    evaluator may overwrite (training items are masked in place). `item_vectors`, when given, enables
     intra-list diversity; novelty uses training popularity.
     """
 
@@ -72,20 +71,27 @@ class Evaluator:
         n_users = len(self.users)
         for start in range(0, n_users, self.batch_users):
             rows = self.users[start : start + self.batch_users]
-            scores = scorer(rows)
-            seen = dense_rows(self.train, rows)
-            scores = torch.as_tensor(scores, dtype=torch.float32).masked_fill(seen, -torch.inf)
+            scores = torch.as_tensor(scorer(rows), dtype=torch.float32).contiguous()
+            seen_coords = block_coordinates(self.train, rows)
+            scores[seen_coords] = -torch.inf
             top_scores, top_items = torch.topk(scores, k_max, dim=1)
-            positives = dense_rows(self.target, rows)
+            # Hits by key lookup (row * n_items + item) instead of a dense positives matrix.
+            t_rows, t_cols = block_coordinates(self.target, rows)
+            target_keys = t_rows * self.n_items + t_cols
+            top_keys = torch.arange(len(rows)).unsqueeze(1) * self.n_items + top_items
             # A masked (-inf) item filling a short list is never a hit.
             finite = torch.isfinite(top_scores)
-            hits = (torch.gather(positives, 1, top_items) & finite).float()
+            hits = (torch.isin(top_keys, target_keys) & finite).float()
             n_pos = torch.from_numpy(np.diff(self.target.indptr)[rows].astype(np.float32))
             for name, fn in RANKING_METRICS.items():
                 for k in ks:
                     key = f"{name}@{k}"
                     sums[key] = sums.get(key, 0.0) + float(fn(hits, n_pos, k).sum())
             if full:
+                positives = torch.zeros_like(scores, dtype=torch.bool)
+                positives[t_rows, t_cols] = True
+                seen = torch.zeros_like(positives)
+                seen[seen_coords] = True
                 auc_sum += float(self._auc(scores, positives, seen, n_pos).sum())
                 self._beyond_accuracy(top_items, finite, ks, recommended, beyond)
         out = {key: value / max(1, n_users) for key, value in sums.items()}

@@ -17,7 +17,7 @@ class Popularity(Recommender):
         self.counts = torch.from_numpy(np.asarray(data.train.sum(axis=0), dtype=np.float32).ravel())
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
-        return self.counts.unsqueeze(0).expand(len(users), -1)
+        return self.counts.unsqueeze(0).repeat(len(users), 1)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self.counts.numpy()}
