@@ -1,0 +1,47 @@
+"""The one interface every modality encoder implements, and a registry of encoders by name.
+
+The feature store keys its cache on `name` + `version` + the input's content hash, so an encoder
+must bump `version` whenever its output for the same input can change (weights, preprocessing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {}
+
+
+def register_encoder(cls: type[Encoder]) -> type[Encoder]:
+    """Class decorator: make an encoder available by its `name`."""
+    if cls.name in ENCODERS:
+        raise ValueError(f"encoder name '{cls.name}' registered twice")
+    ENCODERS[cls.name] = cls
+    return cls
+
+
+def create_encoder(name: str, **params: Any) -> Encoder:
+    if name not in ENCODERS:
+        raise ValueError(f"unknown encoder '{name}'; known: {', '.join(sorted(ENCODERS))}")
+    return ENCODERS[name](**params)
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class Encoder:
+    """Turns a batch of inputs of one modality into L2-normalised float32 vectors [n, dim]."""
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[str] = ""  # "text" | "image" | "audio"
+    version: ClassVar[str] = "1"
+    dim: int = 0
+
+    def encode(self, inputs: Sequence[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        raise NotImplementedError
