@@ -194,3 +194,29 @@ def test_demo_runs_the_baselines_and_prints_the_table(env: dict[str, str], tmp_p
         assert f"| {model} | 1 |" in out
     assert "0.0575 / 0.0249" in out  # published BPR next to ours
     assert (tmp_path / "out" / "demo-amazon-baby.json").is_file()
+
+
+def test_bench_report_selects_across_files_on_validation(env: dict[str, str], tmp_path: Path) -> None:
+    files = []
+    for lr in ("0.0001", "0.02"):
+        files.append(tmp_path / f"bpr-{lr}.json")
+        invoke(
+            env,
+            "bench",
+            "rec",
+            "--dataset",
+            "tiktok",
+            "--models",
+            "bpr",
+            "-p",
+            f"bpr.learning_rate={lr}",
+            "--out",
+            str(files[-1]),
+        )
+    from vitrina.bench.report import load_runs
+
+    runs = load_runs(files)[("tiktok", "official")]
+    assert len(runs) == 2 and sum(r.selected for r in runs) == 1
+    best = max(runs, key=lambda r: r.valid["recall@20"])
+    assert best.selected
+    assert invoke(env, "bench", "report", *map(str, files)).output.count("| bpr | 1 |") == 1

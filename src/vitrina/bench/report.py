@@ -8,19 +8,26 @@ from pathlib import Path
 import numpy as np
 
 from vitrina.bench.published import PUBLISHED
-from vitrina.bench.rec import RunResult, markdown_table
+from vitrina.bench.rec import RunResult, markdown_table, select_on_validation
 
 
-def load_runs(paths: list[Path]) -> dict[tuple[str, str], list[RunResult]]:
-    """Runs per (dataset, split), in file order; later files add models or seeds."""
+def load_runs(paths: list[Path], watch: str = "recall@20") -> dict[tuple[str, str], list[RunResult]]:
+    """Runs per (dataset, split), in file order; later files add models, seeds or candidates.
+
+    Hyper-parameter candidates of one model and seed may come from several files (several grids):
+    the selection is redone over all of them, on validation only.
+    """
     groups: dict[tuple[str, str], list[RunResult]] = {}
+    fields = RunResult.__dataclass_fields__
     for path in paths:
         payload = json.loads(Path(path).read_text())
         key = (payload["dataset"], payload.get("split", "official"))
-        fields = RunResult.__dataclass_fields__
         groups.setdefault(key, []).extend(
             RunResult(**{k: v for k, v in r.items() if k in fields}) for r in payload["results"]
         )
+    for runs in groups.values():
+        for model, seed in {(r.model, r.seed) for r in runs}:
+            select_on_validation([r for r in runs if r.model == model and r.seed == seed], watch)
     return groups
 
 
