@@ -270,5 +270,5 @@ def test_tfidf_errors(tmp_path: Path) -> None:
 def test_measure_text_throughput() -> None:
     encoder = TfidfSvdEncoder(dim=4, min_df=1).fit(["red shirt", "blue jeans", "green socks"])
     assert measure_text_throughput(encoder, ["red shirt"] * 20, batch_size=8) > 0
-    with pytest.raises(ValueError, match="at least one text"):
+    with pytest.raises(ValueError, match="at least one input"):
         measure_text_throughput(encoder, [], batch_size=8)

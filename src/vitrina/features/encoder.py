@@ -6,26 +6,23 @@ must bump `version` whenever its output for the same input can change (weights, 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-ENCODERS: dict[str, Callable[..., Encoder]] = {}
+from vitrina.registry import Registry
+
+ENCODERS: Registry[Encoder] = Registry("encoder")
 
 
 def register_encoder(cls: type[Encoder]) -> type[Encoder]:
     """Class decorator: make an encoder available by its `name`."""
-    if cls.name in ENCODERS:
-        raise ValueError(f"encoder name '{cls.name}' registered twice")
-    ENCODERS[cls.name] = cls
-    return cls
+    return ENCODERS.register(cls)
 
 
 def create_encoder(name: str, **params: Any) -> Encoder:
-    if name not in ENCODERS:
-        raise ValueError(f"unknown encoder '{name}'; known: {', '.join(sorted(ENCODERS))}")
-    return ENCODERS[name](**params)
+    return ENCODERS.create(name, **params)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -24,22 +24,18 @@ from vitrina import __version__
 from vitrina.data.idmap import IdMap
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation.evaluator import Evaluator
+from vitrina.registry import Registry
 
-REGISTRY: dict[str, type[Recommender]] = {}
+REGISTRY: Registry[Recommender] = Registry("model")
 
 
 def register(cls: type[Recommender]) -> type[Recommender]:
     """Class decorator: make a model available by its `name`."""
-    if cls.name in REGISTRY:
-        raise ValueError(f"model name '{cls.name}' registered twice")
-    REGISTRY[cls.name] = cls
-    return cls
+    return REGISTRY.register(cls)
 
 
 def create(name: str, **params: Any) -> Recommender:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown model '{name}'; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name](**params)
+    return REGISTRY.create(name, **params)
 
 
 @dataclass
