@@ -103,6 +103,14 @@ class Config:
             node = node[part]
         return node
 
+    def section(self, dotted: str, allowed: set[str] | frozenset[str]) -> dict[str, Any]:
+        """A settings table as a dict; a key outside `allowed` is named in the error (typos fail loudly)."""
+        table = dict(self.get(dotted, {}) or {})
+        unknown = sorted(set(table) - set(allowed))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(f'{dotted}.{k}' for k in unknown)}")
+        return table
+
     @property
     def data_dir(self) -> Path:
         configured = self.get("paths.data_dir")

@@ -59,10 +59,7 @@ class AudioSettings:
     @classmethod
     def from_config(cls, cfg: Config) -> AudioSettings:
         """The `[features.audio]` section; an empty `whisper_model_dir` is `<paths.cache_dir>/models/whisper-base`."""
-        section = dict(cfg.get("features.audio", {}) or {})
-        unknown = sorted(set(section) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join('features.audio.' + k for k in unknown)}")
+        section = cfg.section("features.audio", {f.name for f in dataclasses.fields(cls)})
         if not section.get("whisper_model_dir"):
             section["whisper_model_dir"] = str(Path(cfg.get("paths.cache_dir")) / "models" / "whisper-base")
         return cls(**section)

