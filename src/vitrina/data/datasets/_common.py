@@ -81,3 +81,16 @@ def check_known(used: pd.Series, known: pd.Series, dataset: str, what: str) -> N
         sample = used[unknown].unique()[:5].tolist()
         count = int(unknown.sum())
         raise ValueError(f"{dataset}: {count} interactions use unknown {what} ids, e.g. {sample}")
+
+
+def base_meta(folder: Path, description: str, fmt: str, *, official_split: bool = False, ordered: bool = False) -> dict:
+    """The meta keys every loader sets: where the data came from and what shape it has."""
+    root = str(Path(folder).resolve())
+    return {
+        "source": root,
+        "root": root,
+        "description": description,
+        "official_split": official_split,
+        "ordered": ordered,
+        "format": fmt,
+    }

@@ -14,6 +14,7 @@ import pandas as pd
 
 from vitrina.data.dataset import RawDataset
 from vitrina.data.datasets._common import (
+    base_meta,
     check_columns,
     check_dense,
     check_known,
@@ -65,14 +66,7 @@ def _items_sorted(raw: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def _meta(folder: Path, description: str) -> dict:
-    return {
-        "source": str(folder.resolve()),
-        "root": str(folder.resolve()),
-        "description": description,
-        "official_split": True,
-        "ordered": False,
-        "format": "interactions.tsv (userID itemID split)",
-    }
+    return base_meta(folder, description, "interactions.tsv (userID itemID split)", official_split=True)
 
 
 def load_amazon_baby(folder: str | Path) -> RawDataset:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from vitrina.data.dataset import RawDataset
-from vitrina.data.datasets._common import check_columns, floats, ids, read_table
+from vitrina.data.datasets._common import base_meta, check_columns, floats, ids, read_table
 
 FILE = "online_shopping_10_cats.csv"
 
@@ -37,12 +37,11 @@ def load_reviews_zh(folder: str | Path) -> RawDataset:
     )
     review_category = pd.DataFrame({"review_id": reviews["review_id"], "category": ids(category[keep])})
     meta = {
-        "source": str(folder.resolve()),
-        "root": str(folder.resolve()),
-        "description": "Chinese e-commerce reviews with sentiment labels (1 positive, 0 negative)",
-        "official_split": False,
-        "ordered": False,
-        "format": f"{FILE} (cat label review)",
+        **base_meta(
+            folder,
+            "Chinese e-commerce reviews with sentiment labels (1 positive, 0 negative)",
+            f"{FILE} (cat label review)",
+        ),
         "text_columns": {"text": "review (UTF-8 BOMs removed)"},
         "dropped_empty": int((~keep).sum()),
         "categories": sorted(review_category["category"].unique().tolist()),

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from vitrina.data.dataset import RawDataset
-from vitrina.data.datasets._common import check_columns, floats, ids, numeric_order, require, text
+from vitrina.data.datasets._common import base_meta, check_columns, floats, ids, numeric_order, require, text
 
 FILE = "train.csv"
 
@@ -99,12 +99,11 @@ def load_search_homedepot(folder: str | Path) -> RawDataset:
         }
     )
     meta = {
-        "source": str(folder.resolve()),
-        "root": str(folder.resolve()),
-        "description": "Home Depot product search relevance: (query, product, graded relevance 1-3)",
-        "official_split": False,
-        "ordered": False,
-        "format": f"{FILE} (id product_uid product_title search_term relevance)",
+        **base_meta(
+            folder,
+            "Home Depot product search relevance: (query, product, graded relevance 1-3)",
+            f"{FILE} (id product_uid product_title search_term relevance)",
+        ),
         "encoding": encoding,
         "text_columns": {
             "title": "product_title (mojibake repaired)",

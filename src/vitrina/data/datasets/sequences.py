@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vitrina.data.dataset import RawDataset
-from vitrina.data.datasets._common import check_columns, check_known, const, ids, read_table, require, text
+from vitrina.data.datasets._common import base_meta, check_columns, check_known, const, ids, read_table, require, text
 
 
 def load_amazon_toys_2023(folder: str | Path) -> RawDataset:
@@ -61,12 +61,12 @@ def load_amazon_toys_2023(folder: str | Path) -> RawDataset:
     check_known(inter["item_id"], items["item_id"], name, "item")
 
     meta = {
-        "source": str(folder.resolve()),
-        "root": str(folder.resolve()),
-        "description": "Amazon Reviews 2023 Toys and Games: per-user chronological sequences (no timestamps)",
-        "official_split": False,
-        "ordered": True,
-        "format": "sequences.jsonl + items.tsv (asin title)",
+        **base_meta(
+            folder,
+            "Amazon Reviews 2023 Toys and Games: per-user chronological sequences (no timestamps)",
+            "sequences.jsonl + items.tsv (asin title)",
+            ordered=True,
+        ),
         "text_columns": {"title": "the real Amazon product title"},
         "position": "event_id is '<user_id>:<0-based position in the user's sequence>'",
     }
