@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -84,6 +84,15 @@ class MelStatsEncoder(_AudioEncoder):
         self.n_fft, self.hop, self.n_mels, self.window = n_fft, hop, n_mels, window
         self.dim = 3 * n_mels
 
+    def settings(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.sample_rate,
+            "n_fft": self.n_fft,
+            "hop": self.hop,
+            "n_mels": self.n_mels,
+            "window": self.window,
+        }
+
     def _clip_vector(self, x: np.ndarray) -> np.ndarray:
         mel = log_mel_spectrogram(x, self.sample_rate, self.n_fft, self.hop, self.n_mels, self.window)
         level = mel.mean(axis=0)
@@ -110,6 +119,10 @@ class WhisperEncoder(_AudioEncoder):
         """Without a `recognizer`, shares the configured process-wide one (and its loaded model)."""
         super().__init__(SAMPLE_RATE, max_seconds)
         self.recognizer = recognizer or default_recognizer()
+
+    def settings(self) -> dict[str, Any]:
+        # The weights are fixed by whisper_files' hash checks; int8 vs float32 compute moves the states.
+        return {"compute_type": self.recognizer.compute_type}
 
     def _clip_vector(self, x: np.ndarray) -> np.ndarray:
         from faster_whisper.audio import pad_or_trim

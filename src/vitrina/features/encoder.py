@@ -6,6 +6,8 @@ must bump `version` whenever its output for the same input can change (weights, 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -42,3 +44,16 @@ class Encoder:
 
     def encode(self, inputs: Sequence[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         raise NotImplementedError
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting that changes the output for the same input (JSON-serialisable).
+
+        Speed knobs (threads, batch size, workers) stay out: they must not invalidate cached vectors.
+        """
+        return {}
+
+    def fingerprint(self) -> str:
+        """Short stable id of name + version + settings: the feature store's cache namespace."""
+        spec = {"name": self.name, "version": self.version, "settings": self.settings()}
+        blob = json.dumps(spec, sort_keys=True, default=str).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]

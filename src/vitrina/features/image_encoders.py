@@ -15,6 +15,7 @@ its index in the input to the reason, for the last `encode` call.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import math
 import os
@@ -293,6 +294,9 @@ class EfficientNetLite0(_ImageEncoder):
         }
         return cls(**(params | overrides))
 
+    def settings(self) -> dict[str, Any]:
+        return {"preprocess": dataclasses.asdict(self.preprocess), "backend": self.backend}
+
     def torch_module(self) -> Any:
         """A fresh torch copy of the network (returns (features, logits)) to fine-tune."""
         return build_efficientnet_lite0(self.preprocess.crop)
@@ -374,6 +378,9 @@ class ColorHistogram(_ImageEncoder):
         self.bins = tuple(int(b) for b in bins)
         self.max_side = max_side
         self.dim = math.prod(self.bins)
+
+    def settings(self) -> dict[str, Any]:
+        return {"bins": list(self.bins), "max_side": self.max_side}
 
     def histogram(self, img: Image.Image) -> np.ndarray:
         """Pixel share per (hue, saturation, value) bin, flattened in C order; sums to 1."""

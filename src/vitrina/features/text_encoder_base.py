@@ -6,8 +6,9 @@ with HTML or full-width characters gets the same vector as its clean form everyw
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -40,6 +41,13 @@ class TextEncoder(Encoder):
 
     def __init__(self, preprocessor: TextPreprocessor | None = None) -> None:
         self.preprocessor = preprocessor or TextPreprocessor()
+
+    def settings(self) -> dict[str, Any]:
+        """The preprocessing (cleaning, and for tokenising encoders the tokens); `fields` only chooses
+        which text an item gets, and that text's content hash covers it."""
+        prep = dataclasses.asdict(self.preprocessor)
+        prep.pop("fields")
+        return {"preprocessor": prep}
 
     def encode(self, texts: Sequence[str | None], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """Product texts (passages) -> L2-normalised float32 [n, dim]."""

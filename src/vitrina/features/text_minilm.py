@@ -76,6 +76,9 @@ class MiniLMEncoder(TextEncoder):
         self._model: Any = model
         self._torch = torch
 
+    def settings(self) -> dict[str, Any]:
+        return super().settings() | {"int8": self.int8, "max_length": self.max_length}
+
     def _encode(self, texts: Sequence[str | None], batch_size: int, progress: bool, query: bool) -> np.ndarray:
         # Symmetric model: queries and passages are embedded alike.
         cleaned = [self.preprocessor.clean(t) for t in texts]

@@ -8,10 +8,12 @@ catalogue first. The fitted state is plain arrays saved as .npz, loaded without 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,6 +61,17 @@ class TfidfSvdEncoder(TextEncoder):
     @property
     def is_fitted(self) -> bool:
         return bool(self.vocabulary)
+
+    def settings(self) -> dict[str, Any]:
+        """The fitted state itself (a digest of vocabulary, idf and basis): refitting on another
+        catalogue changes every vector."""
+        if not self.is_fitted:
+            raise RuntimeError("an unfitted tfidf-svd encoder has no output to identify: fit or load it first")
+        digest = hashlib.sha256()
+        digest.update("\n".join(sorted(self.vocabulary, key=self.vocabulary.__getitem__)).encode("utf-8"))
+        digest.update(self.idf.tobytes())
+        digest.update(self.components.tobytes())
+        return super().settings() | {"sublinear_tf": self.sublinear_tf, "state": digest.hexdigest()[:16]}
 
     def fit(self, texts: Sequence[str | None]) -> TfidfSvdEncoder:
         """Learn vocabulary, idf and the SVD basis from the catalogue texts.
