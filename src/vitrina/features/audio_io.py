@@ -41,6 +41,10 @@ class AudioError(ValueError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[AudioError], tuple[str, str]]:
+        # Rebuilt from both fields when it crosses a process boundary (pooled encoders).
+        return (type(self), (self.source, self.reason))
+
 
 def _name(source: AudioSource) -> str:
     return f"<{len(source)} bytes>" if isinstance(source, bytes) else str(source)

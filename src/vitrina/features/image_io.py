@@ -40,6 +40,10 @@ class ImageError(ValueError):
         self.source = source
         self.reason = reason
 
+    def __reduce__(self) -> tuple[type[ImageError], tuple[str, str]]:
+        # Rebuilt from both fields when it crosses a process boundary (pooled encoders).
+        return (type(self), (self.source, self.reason))
+
 
 def _read(source: ImageSource, name: str | None) -> tuple[bytes, str]:
     if isinstance(source, bytes | bytearray | memoryview):

