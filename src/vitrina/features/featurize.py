@@ -214,7 +214,7 @@ def featurize(
     """
     settings = _store_settings(cfg)
     modalities = modalities or tuple(settings.get("modalities", MODALITIES))
-    store = FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(settings.get("chunk", 2048)))
+    store = FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(settings.get("chunk", 512)))
     fields = TextPreprocessor.from_config(cfg).fields
     fill = str(settings.get("fill", "mean"))
     item_ids = raw.items["item_id"].astype(str).to_numpy(dtype=object)

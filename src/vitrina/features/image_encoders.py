@@ -7,6 +7,12 @@ markedly faster than eager torch on a few CPU cores. The torch module stays avai
 (`backend="torch"`, `torch_module()`) for fine-tuning. Both backends share one decoding and
 preprocessing path, so their outputs agree to float rounding.
 
+`precision="int8"` runs a statically quantised copy of the ONNX export instead (QDQ format, int8
+per-channel weights, uint8 activations), about twice as fast on CPUs with VNNI. Its activation
+ranges are calibrated on real images the caller gives, preprocessed exactly as at inference; the
+quantised file is cached next to the fp32 export under a digest of those images and the
+preprocessing, so a different calibration set never reuses it.
+
 Inputs are file paths, raw bytes or PIL images; PIL images are taken as given (already upright).
 Failed inputs: with `on_error="raise"` (default) the first file that cannot be decoded raises
 `ImageError` naming it. With `on_error="mask"` its output row is all zeros and `last_errors` maps
@@ -16,7 +22,9 @@ its index in the input to the reason, for the last `encode` call.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
 import math
 import os
 import threading
@@ -34,7 +42,7 @@ from tqdm import tqdm
 
 from vitrina.config import Config
 from vitrina.features.encoder import Encoder, l2_normalize, register_encoder
-from vitrina.features.image_io import DEFAULT_MAX_PIXELS, ImageError, load_image, to_rgb
+from vitrina.features.image_io import DEFAULT_MAX_PIXELS, ImageError, _read, load_image, to_rgb
 from vitrina.features.image_transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, normalize
 
 __all__ = [
@@ -45,10 +53,12 @@ __all__ = [
     "build_efficientnet_lite0",
     "export_onnx",
     "imagenet_classes",
+    "quantize_onnx",
 ]
 
 ImageInput = str | os.PathLike[str] | bytes | Image.Image
 OnError = Literal["raise", "mask"]
+Precision = Literal["fp32", "int8"]
 
 # The Lite weights are converted from TensorFlow checkpoints trained on (x - 127) / 128 inputs
 # (efficientnet_lite_builder.py). On 1,180 H&M photos this makes a garment or accessory the top-1
@@ -60,6 +70,13 @@ DEFAULT_MODEL_CACHE = Path(".cache/vitrina/models")
 _EXPORT_FORMAT = "1"  # bump when the exported graph (inputs, outputs, opset) changes
 _OPSET = 17
 _EXPORT_LOCK = threading.Lock()
+_QUANT_FORMAT = "1"  # bump when the quantisation recipe (format, types, calibration method) changes
+# Calibration images used at most: min/max ranges settle well before this, and calibrating costs
+# one fp32 + one int8 pass over them (~2 s for 128 on 2 cores). More are subsampled evenly.
+CALIBRATION_SIZE = 128
+# The int8 model is kept only if its features agree with fp32 on its own calibration images at
+# least this well (mean cosine); a broken quantisation scores far lower, a good one ~0.98.
+_MIN_INT8_COSINE = 0.9
 
 
 @lru_cache(maxsize=1)
@@ -149,6 +166,73 @@ def export_onnx(cache_dir: str | os.PathLike[str] = DEFAULT_MODEL_CACHE, crop: i
     return path, True
 
 
+def quantize_onnx(
+    fp32_path: str | os.PathLike[str],
+    calibration_digest: str,
+    calibration: Callable[[], np.ndarray],
+    threads: int = 2,
+) -> tuple[Path, bool]:
+    """The cached int8 (QDQ, static) copy of an fp32 export, quantising it only when missing.
+
+    `calibration()` returns the preprocessed calibration batch [n, 3, H, W]; it is called only when
+    the file must be built, and `calibration_digest` (which must identify those pixels) names the
+    file; `threads` run the calibration and the check. Returns (path, quantized_now). Written to a
+    temporary name then renamed, and kept only if its features agree with fp32 on the calibration
+    images (mean cosine >= 0.9)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    source = Path(fp32_path)
+    ort_version = importlib.metadata.version("onnxruntime")
+    path = source.with_name(f"{source.stem}-int8-ort{ort_version}-q{_QUANT_FORMAT}-{calibration_digest}.onnx")
+    with _EXPORT_LOCK:
+        if path.is_file():
+            return path, False
+        pixels = np.ascontiguousarray(calibration(), dtype=np.float32)
+        if len(pixels) == 0:
+            raise ValueError("int8 calibration needs at least one image")
+        batches = np.array_split(pixels, math.ceil(len(pixels) / 16))
+
+        class Batches(CalibrationDataReader):
+            def __init__(self) -> None:
+                self._next = iter(batches)
+
+            def get_next(self) -> dict[str, np.ndarray] | None:
+                batch = next(self._next, None)
+                return None if batch is None else {"pixels": batch}
+
+        def features(model: Path) -> np.ndarray:
+            session = _ort_session(model, threads)
+            return l2_normalize(np.concatenate([session.run(["features"], {"pixels": b})[0] for b in batches]))
+
+        tag = f"{os.getpid()}.tmp"
+        prepared = path.with_name(f"{path.name}.prep.{tag}")
+        tmp = path.with_name(f"{path.name}.{tag}")
+        try:
+            # Shape inference and graph fusion first, so the quantiser sees the final operators.
+            quant_pre_process(str(source), str(prepared))
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+            )
+            cosine = float(np.mean(np.sum(features(tmp) * features(source), axis=1)))
+            if cosine < _MIN_INT8_COSINE:
+                raise RuntimeError(
+                    f"int8 quantisation of {source.name} disagrees with fp32 on its calibration images "
+                    f"(mean cosine {cosine:.3f} < {_MIN_INT8_COSINE})"
+                )
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            prepared.unlink(missing_ok=True)
+    return path, True
+
+
 def _ort_session(path: str | os.PathLike[str], threads: int) -> Any:
     import onnxruntime as ort
 
@@ -160,6 +244,13 @@ def _ort_session(path: str | os.PathLike[str], threads: int) -> Any:
     # Spinning workers would steal the cores that decode the next batch.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _evenly_spaced(items: Sequence[ImageInput], n: int) -> list[ImageInput]:
+    """At most `n` of `items`, evenly spaced and in order (all of them when there are fewer)."""
+    if len(items) <= n:
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
 
 
 class _ImageEncoder(Encoder):
@@ -194,8 +285,10 @@ class _ImageEncoder(Encoder):
         row_shape: tuple[int, ...],
         prepare: Callable[[Image.Image, np.ndarray], object],
         progress: bool,
+        on_error: OnError | None = None,
     ) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (start, rows) per batch; rows[i] is filled by `prepare(image, rows[i])`, zero if masked."""
+        """Yield (start, rows) per batch; rows[i] is filled by `prepare(image, rows[i])`, zero if masked.
+        `on_error` overrides the encoder's policy for this call."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.last_errors = {}
@@ -220,7 +313,7 @@ class _ImageEncoder(Encoder):
                     try:
                         future.result()
                     except ImageError as exc:
-                        if self.on_error == "raise":
+                        if (on_error or self.on_error) == "raise":
                             raise
                         rows[offset] = 0.0
                         self.last_errors[start + offset] = str(exc)
@@ -235,6 +328,9 @@ class EfficientNetLite0(_ImageEncoder):
 
     `backend="onnx"` (default) runs the cached ONNX export with `threads` intra-op threads;
     `backend="torch"` runs the same network eagerly with torch's thread setting.
+    `precision="int8"` (ONNX only) runs the statically quantised export calibrated on
+    `calibration` (paths, bytes or PIL images of real inputs; at most `CALIBRATION_SIZE`, evenly
+    subsampled beyond that); `calibration` is ignored for fp32.
     """
 
     name: ClassVar[str] = "efficientnet-lite0"
@@ -256,6 +352,8 @@ class EfficientNetLite0(_ImageEncoder):
         max_pixels: int = DEFAULT_MAX_PIXELS,
         on_error: OnError = "raise",
         batch_size: int = 64,
+        precision: Precision = "fp32",
+        calibration: Sequence[ImageInput] | None = None,
     ) -> None:
         super().__init__(max_pixels, on_error, decode_workers, draft=resize)
         self.batch_size = batch_size
@@ -264,21 +362,37 @@ class EfficientNetLite0(_ImageEncoder):
         mean, std = (LITE_MEAN, LITE_STD) if normalization == "model" else (IMAGENET_MEAN, IMAGENET_STD)
         self.preprocess = Preprocess(resize, crop, mean, std, denoise, denoise_strength)
         self.backend = backend
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"precision must be 'fp32' or 'int8', got '{precision}'")
+        self.precision: Precision = precision
+        self.calibration_digest: str | None = None
         self.exported = False
-        self.onnx_path: Path | None = None
+        self.quantized_now = False
+        self.onnx_path: Path | None = None  # the file ONNX Runtime runs (the int8 one for int8)
         if backend == "onnx":
             if threads < 1:
                 raise ValueError(f"threads must be at least 1, got {threads}")
             self.onnx_path, self.exported = export_onnx(cache_dir, crop)
+            if precision == "int8":
+                if not calibration:
+                    raise ValueError("precision='int8' needs calibration images (paths, bytes or PIL images)")
+                images = _evenly_spaced(calibration, CALIBRATION_SIZE)
+                self.calibration_digest = self._calibration_digest(images)
+                self.onnx_path, self.quantized_now = quantize_onnx(
+                    self.onnx_path, self.calibration_digest, lambda: self._calibration_pixels(images), threads
+                )
             self._session = _ort_session(self.onnx_path, threads)
         elif backend == "torch":
+            if precision == "int8":
+                raise ValueError("precision='int8' needs backend='onnx' (the torch backend runs fp32 only)")
             self._module = build_efficientnet_lite0(crop)
         else:
             raise ValueError(f"backend must be 'onnx' or 'torch', got '{backend}'")
 
     @classmethod
     def from_config(cls, cfg: Config, **overrides: Any) -> EfficientNetLite0:
-        """Settings from `[features.image]`, the model cache under `paths.cache_dir`/models."""
+        """Settings from `[features.image]`, the model cache under `paths.cache_dir`/models.
+        Calibration images for `precision = "int8"` come as the `calibration=` override."""
         section = cfg.get("features.image", {}) or {}
         params: dict[str, Any] = {
             "cache_dir": Path(cfg.get("paths.cache_dir")) / "models",
@@ -291,11 +405,40 @@ class EfficientNetLite0(_ImageEncoder):
             "normalization": section.get("normalization", "model"),
             "max_pixels": section.get("max_pixels", DEFAULT_MAX_PIXELS),
             "batch_size": section.get("batch_size", 64),
+            "precision": section.get("precision", "fp32"),
         }
         return cls(**(params | overrides))
 
     def settings(self) -> dict[str, Any]:
-        return {"preprocess": dataclasses.asdict(self.preprocess), "backend": self.backend}
+        out = {"preprocess": dataclasses.asdict(self.preprocess), "backend": self.backend, "precision": self.precision}
+        if self.calibration_digest is not None:
+            out["calibration"] = self.calibration_digest
+        return out
+
+    def _calibration_digest(self, images: Sequence[ImageInput]) -> str:
+        """Hash of the preprocessing settings and each calibration image's content (file bytes,
+        raw bytes, or a PIL image's mode, size and pixels): equal digests mean equal calibration
+        batches, without decoding anything when the quantised file is already cached."""
+        digest = hashlib.sha256(json.dumps(dataclasses.asdict(self.preprocess), sort_keys=True).encode("utf-8"))
+        for index, item in enumerate(images):
+            if isinstance(item, Image.Image):
+                data = f"{item.mode}:{item.size}:".encode() + item.tobytes()
+            elif isinstance(item, str | os.PathLike | bytes):
+                data = _read(item, f"calibration image {index}" if isinstance(item, bytes) else None)[0]
+            else:
+                raise TypeError(f"calibration image {index}: expected a file path, bytes or PIL image")
+            digest.update(len(data).to_bytes(8, "little") + data)
+        return digest.hexdigest()[:16]
+
+    def _calibration_pixels(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """The calibration batch through this encoder's own decoding and `Preprocess`; any image
+        that fails raises, whatever `on_error` says, since a zero row would skew the ranges."""
+        crop = self.preprocess.crop
+        pixels = np.empty((len(images), 3, crop, crop), dtype=np.float32)
+        batches = self._prepared(images, self.batch_size, (3, crop, crop), self._prepare, False, on_error="raise")
+        for start, rows in batches:
+            pixels[start : start + len(rows)] = rows
+        return pixels
 
     def torch_module(self) -> Any:
         """A fresh torch copy of the network (returns (features, logits)) to fine-tune."""

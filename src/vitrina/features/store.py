@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from vitrina.features.encoder import Encoder
 
@@ -82,7 +83,7 @@ class CachedEncoding:
 class FeatureStore:
     """Content-addressed cache of encoder outputs under `root` (usually `<cache_dir>/features/store`)."""
 
-    def __init__(self, root: str | os.PathLike[str], chunk: int = 2048) -> None:
+    def __init__(self, root: str | os.PathLike[str], chunk: int = 512) -> None:
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         self.root = Path(root)
@@ -118,14 +119,17 @@ class FeatureStore:
         n_cached = sum(1 for key in keys if key is not None and key in cache)
 
         pending = list(todo.items())
-        for start in range(0, len(pending), self.chunk):
-            part = pending[start : start + self.chunk]
-            batch = [inputs[i] for _, i in part]
-            out = encoder.encode(batch, batch_size=batch_size, progress=progress)
-            failed = dict(getattr(encoder, "last_errors", {}) or {})
-            self._write(folder, encoder, [k for k, _ in part], out, failed)
-            for row, (key, _) in enumerate(part):
-                cache[key] = (out[row], failed.get(row))
+        with tqdm(
+            total=len(pending), desc=f"encode {encoder.name}", unit=encoder.modality, disable=not progress
+        ) as bar:
+            for start in range(0, len(pending), self.chunk):
+                part = pending[start : start + self.chunk]
+                out = encoder.encode([inputs[i] for _, i in part], batch_size=batch_size)
+                failed = dict(getattr(encoder, "last_errors", {}) or {})
+                self._write(folder, encoder, [k for k, _ in part], out, failed)
+                for row, (key, _) in enumerate(part):
+                    cache[key] = (out[row], failed.get(row))
+                bar.update(len(part))
 
         for i, key in enumerate(keys):
             if key is None:
