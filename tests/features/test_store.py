@@ -225,6 +225,23 @@ def test_featurize_masks_fills_saves_and_reuses(tmp_path: Path) -> None:
     np.testing.assert_allclose(values[1], values[2], atol=1e-6)  # both filled with the same mean
 
 
+def test_featurize_audio_masks_a_bad_clip(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    rate = 16000
+    t = np.arange(rate // 2) / rate
+    for i, freq in enumerate((220.0, 440.0)):
+        sf.write(tmp_path / f"clip{i}.wav", 0.5 * np.sin(2 * np.pi * freq * t), rate)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF not audio")
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "audio_path": ["clip0.wav", "bad.wav", None, "clip1.wav"]})
+    raw = RawDataset("sounds", items=items, meta={"root": str(tmp_path)})
+    feats, reports = featurize(_cfg(tmp_path), raw, ("audio",))
+    audio = feats["audio"]
+    assert audio.encoder == "mel-stats" and audio.mask.tolist() == [True, False, False, True]
+    assert list(audio.errors) == ["b"] and "bad.wav" in audio.errors["b"]
+    assert (reports[0].failed, reports[0].missing) == (1, 1)
+
+
 def test_featurize_zero_fill_and_bad_settings(tmp_path: Path) -> None:
     raw = _catalogue(tmp_path)
     feats, _ = featurize(_cfg(tmp_path, **{"features.store.fill": "zero"}), raw, ("image",))

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vitrina.features.audio_dsp import deltas, log_mel_spectrogram
-from vitrina.features.audio_io import load_audio, prepare_audio
+from vitrina.features.audio_io import AudioError, load_audio, prepare_audio
 from vitrina.features.encoder import Encoder, l2_normalize, register_encoder
 from vitrina.features.speech import WhisperRecognizer, default_recognizer
 
@@ -28,13 +28,19 @@ SAMPLE_RATE = 16000  # Whisper's rate
 
 
 class _AudioEncoder(Encoder):
-    """Shared decoding and the per-clip loop with a progress bar."""
+    """Shared decoding, the per-clip loop with a progress bar, and the failure policy of image
+    encoders: `on_error="raise"` stops at the first bad clip, `"mask"` gives it a zero row and
+    records why in `last_errors` (input index -> reason) for the last `encode` call."""
 
     modality: ClassVar[str] = "audio"
 
-    def __init__(self, sample_rate: int, max_seconds: float | None) -> None:
+    def __init__(self, sample_rate: int, max_seconds: float | None, on_error: str = "raise") -> None:
+        if on_error not in ("raise", "mask"):
+            raise ValueError(f"on_error must be 'raise' or 'mask', got '{on_error}'")
         self.sample_rate = sample_rate
         self.max_seconds = max_seconds
+        self.on_error = on_error
+        self.last_errors: dict[int, str] = {}
 
     def _samples(self, item: AudioItem, index: int) -> np.ndarray:
         sr = self.sample_rate
@@ -52,8 +58,16 @@ class _AudioEncoder(Encoder):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
+        self.last_errors = {}
         for i in tqdm(range(len(inputs)), desc=f"encode {self.name}", unit="clip", disable=not progress):
-            out[i] = self._clip_vector(self._samples(inputs[i], i))
+            try:
+                samples = self._samples(inputs[i], i)
+            except AudioError as exc:
+                if self.on_error == "raise":
+                    raise
+                self.last_errors[i] = str(exc)
+                continue
+            out[i] = self._clip_vector(samples)
         return l2_normalize(out)
 
 
@@ -79,8 +93,9 @@ class MelStatsEncoder(_AudioEncoder):
         n_mels: int = 64,
         window: str = "hann",
         max_seconds: float | None = 600.0,
+        on_error: str = "raise",
     ) -> None:
-        super().__init__(sample_rate, max_seconds)
+        super().__init__(sample_rate, max_seconds, on_error)
         self.n_fft, self.hop, self.n_mels, self.window = n_fft, hop, n_mels, window
         self.dim = 3 * n_mels
 
@@ -115,9 +130,11 @@ class WhisperEncoder(_AudioEncoder):
     _window_samples: ClassVar[int] = 30 * SAMPLE_RATE
     _samples_per_state: ClassVar[int] = 320  # 10 ms mel hop x stride-2 convolution
 
-    def __init__(self, recognizer: WhisperRecognizer | None = None, max_seconds: float | None = 600.0) -> None:
+    def __init__(
+        self, recognizer: WhisperRecognizer | None = None, max_seconds: float | None = 600.0, on_error: str = "raise"
+    ) -> None:
         """Without a `recognizer`, shares the configured process-wide one (and its loaded model)."""
-        super().__init__(SAMPLE_RATE, max_seconds)
+        super().__init__(SAMPLE_RATE, max_seconds, on_error)
         self.recognizer = recognizer or default_recognizer()
 
     def settings(self) -> dict[str, Any]:

@@ -181,8 +181,8 @@ def modality_encoder(cfg: Config, modality: str, catalogue: list[Any], name: str
         audio = dict(cfg.get("features.audio", {}) or {})
         if name == audio_encoders.MelStatsEncoder.name:
             keys = ("sample_rate", "n_fft", "hop", "n_mels", "window", "max_seconds")
-            return make_encoder(name, {k: audio[k] for k in keys if k in audio})
-        return make_encoder(name, {"max_seconds": audio.get("max_seconds", 600.0)})
+            return make_encoder(name, {k: audio[k] for k in keys if k in audio} | {"on_error": "mask"})
+        return make_encoder(name, {"max_seconds": audio.get("max_seconds", 600.0), "on_error": "mask"})
     raise ValueError(f"unknown modality '{modality}'; choose from {', '.join(MODALITIES)}")
 
 
