@@ -46,6 +46,7 @@ from vitrina.features.image_io import DEFAULT_MAX_PIXELS, ImageError, _read, loa
 from vitrina.features.image_transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, normalize
 
 __all__ = [
+    "CALIBRATION_SIZE",
     "LITE_MEAN",
     "LITE_STD",
     "ColorHistogram",
@@ -209,8 +210,10 @@ def quantize_onnx(
         prepared = path.with_name(f"{path.name}.prep.{tag}")
         tmp = path.with_name(f"{path.name}.{tag}")
         try:
-            # Shape inference and graph fusion first, so the quantiser sees the final operators.
-            quant_pre_process(str(source), str(prepared))
+            # Shape inference and graph fusion first, so the quantiser sees the final operators. Only
+            # the batch axis is dynamic, so ONNX's own shape inference suffices: the symbolic pass
+            # gives the identical quantised graph and costs 2 s more.
+            quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
             quantize_static(
                 str(prepared),
                 str(tmp),
@@ -364,6 +367,13 @@ class EfficientNetLite0(_ImageEncoder):
         self.backend = backend
         if precision not in ("fp32", "int8"):
             raise ValueError(f"precision must be 'fp32' or 'int8', got '{precision}'")
+        if precision == "int8" and backend == "torch":
+            raise ValueError("precision='int8' needs backend='onnx' (the torch backend runs fp32 only)")
+        if precision == "int8" and (calibration is None or len(calibration) == 0):
+            raise ValueError(
+                "precision='int8' needs calibration images: pass calibration= with real inputs "
+                f"(paths, bytes or PIL images; up to {CALIBRATION_SIZE} are used)"
+            )
         self.precision: Precision = precision
         self.calibration_digest: str | None = None
         self.exported = False
@@ -373,9 +383,7 @@ class EfficientNetLite0(_ImageEncoder):
             if threads < 1:
                 raise ValueError(f"threads must be at least 1, got {threads}")
             self.onnx_path, self.exported = export_onnx(cache_dir, crop)
-            if precision == "int8":
-                if not calibration:
-                    raise ValueError("precision='int8' needs calibration images (paths, bytes or PIL images)")
+            if precision == "int8" and calibration is not None:  # checked non-empty above
                 images = _evenly_spaced(calibration, CALIBRATION_SIZE)
                 self.calibration_digest = self._calibration_digest(images)
                 self.onnx_path, self.quantized_now = quantize_onnx(
@@ -383,8 +391,6 @@ class EfficientNetLite0(_ImageEncoder):
                 )
             self._session = _ort_session(self.onnx_path, threads)
         elif backend == "torch":
-            if precision == "int8":
-                raise ValueError("precision='int8' needs backend='onnx' (the torch backend runs fp32 only)")
             self._module = build_efficientnet_lite0(crop)
         else:
             raise ValueError(f"backend must be 'onnx' or 'torch', got '{backend}'")
