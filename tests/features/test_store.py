@@ -242,6 +242,20 @@ def test_featurize_audio_masks_a_bad_clip(tmp_path: Path) -> None:
     assert (reports[0].failed, reports[0].missing) == (1, 1)
 
 
+def test_int8_featurize_keeps_its_calibration_when_items_are_added(tmp_path: Path) -> None:
+    raw = _catalogue(tmp_path)
+    cfg = _cfg(tmp_path, **{"features.store.image_encoder": "efficientnet-lite0", "features.image.precision": "int8"})
+    first = raw.items.iloc[:4].reset_index(drop=True)
+    small = RawDataset("shop", items=first, meta=raw.meta)
+    feats, reports = featurize(cfg, small, ("image",))
+    assert feats["image"].mask.all() and reports[0].encoded == 4
+    record = tmp_path / "cache" / "features" / "shop" / "image-calibration.json"
+    chosen = record.read_text()
+    feats, reports = featurize(cfg, raw, ("image",))  # two more items, one with a broken photo
+    assert reports[0].encoded == 1 and reports[0].failed == 1 and reports[0].cached == 4
+    assert record.read_text() == chosen
+
+
 def test_featurize_zero_fill_and_bad_settings(tmp_path: Path) -> None:
     raw = _catalogue(tmp_path)
     feats, _ = featurize(_cfg(tmp_path, **{"features.store.fill": "zero"}), raw, ("image",))

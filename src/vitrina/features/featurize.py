@@ -22,6 +22,7 @@ from vitrina.config import Config, ConfigError
 from vitrina.data.dataset import RawDataset
 from vitrina.features import audio_encoders, image_encoders, text_encoders
 from vitrina.features.encoder import Encoder, create_encoder
+from vitrina.features.image_io import ImageError, load_image
 from vitrina.features.missing import FILLS, fill_missing
 from vitrina.features.pool import PooledEncoder, default_workers
 from vitrina.features.store import FeatureStore
@@ -157,10 +158,38 @@ def _store_settings(cfg: Config) -> dict[str, Any]:
     return section
 
 
-def modality_encoder(cfg: Config, modality: str, catalogue: list[Any], name: str | None = None) -> Encoder:
+def _decodes(photo: Any) -> bool:
+    try:
+        load_image(photo)
+    except ImageError:
+        return False
+    return True
+
+
+def _calibration_images(catalogue: list[Any], record: Path | None) -> list[Any]:
+    """Photos that calibrate an int8 image encoder: evenly spaced over the catalogue, and with a
+    `record` file, chosen once and reused while they exist, so new items do not change the
+    calibration (and with it every cached vector)."""
+    photos = [p for p in catalogue if p is not None]
+    if record is not None and record.is_file():
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        if kept and all(Path(p).is_file() for p in kept):
+            return list(kept)
+    step = max(1, len(photos) // image_encoders.CALIBRATION_SIZE)
+    chosen = [p for p in photos[::step][: image_encoders.CALIBRATION_SIZE] if _decodes(p)]
+    if record is not None and chosen:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps([str(p) for p in chosen], indent=1), encoding="utf-8")
+    return chosen
+
+
+def modality_encoder(
+    cfg: Config, modality: str, catalogue: list[Any], name: str | None = None, calibration_record: Path | None = None
+) -> Encoder:
     """The configured encoder of one modality (or the one called `name`), ready to run on this
     `catalogue` (the modality's inputs, None for missing): a tfidf-svd text encoder is fitted on its
-    texts. Text encoders with pretrained weights run in one process per core."""
+    texts, an int8 image encoder calibrated on its photos (see `_calibration_images`). Text
+    encoders with pretrained weights run in one process per core."""
     settings = _store_settings(cfg)
     if modality == "text":
         name, params = text_encoders.text_encoder_params(cfg, name)
@@ -174,7 +203,10 @@ def modality_encoder(cfg: Config, modality: str, catalogue: list[Any], name: str
     if modality == "image":
         name = name or str(settings.get("image_encoder", "efficientnet-lite0"))
         if name == image_encoders.EfficientNetLite0.name:
-            return image_encoders.EfficientNetLite0.from_config(cfg, on_error="mask")
+            extra: dict[str, Any] = {}
+            if cfg.get("features.image.precision", "fp32") == "int8":
+                extra["calibration"] = _calibration_images(catalogue, calibration_record)
+            return image_encoders.EfficientNetLite0.from_config(cfg, on_error="mask", **extra)
         return make_encoder(name, {"on_error": "mask"})
     if modality == "audio":
         name = name or str(settings.get("audio_encoder", "mel-stats"))
@@ -226,7 +258,8 @@ def featurize(
         if not present:
             continue
         start = time.perf_counter()
-        encoder = modality_encoder(cfg, modality, inputs)
+        record = features_dir(cfg, raw.name) / "image-calibration.json"
+        encoder = modality_encoder(cfg, modality, inputs, calibration_record=record)
         batch = int(cfg.get("features.image.batch_size", 64)) if modality == "image" else 64
         if modality == "text":
             batch = int(cfg.get("features.text_encoder.batch_size", 128))
