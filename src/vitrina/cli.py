@@ -355,6 +355,51 @@ def bench_featurize(
         typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("recognize")
+def bench_recognize(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset with product photos")] = "hm",
+    target: Annotated[str, typer.Option(help="category level or attribute column to predict")] = "product_group_name",
+    group_by: Annotated[str, typer.Option(help="column whose items share a fold (item_id: none)")] = "product_code",
+    min_products: Annotated[int, typer.Option(help="drop classes with fewer products than this")] = 10,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+    plot: Annotated[Path | None, typer.Option(help="confusion-matrix PNG (default: next to --out)")] = None,
+    save: Annotated[Path | None, typer.Option(help="save the selected recognizer (.npz)")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Product category from photos on held-out products: a linear probe and an MLP head on
+    EfficientNet-Lite0 features, each selected on validation, tested once (accuracy, macro-F1)."""
+    from vitrina.bench import recognize
+    from vitrina.bench.rec import parse_params
+
+    cfg = _config(ctx)
+    try:
+        grids = parse_params(param or [])
+        unknown = sorted(set(grids) - {"probe", "head"})
+        if unknown:
+            raise ValueError(f"--param names probe.key=... or head.key=..., not {', '.join(unknown)}")
+        result, model = recognize.run(
+            cfg,
+            dataset,
+            target,
+            group_by,
+            min_products,
+            cfg.seed,
+            {**recognize.PROBE_GRID, **grids.get("probe", {})},
+            {**recognize.HEAD_GRID, **grids.get("head", {})},
+            log=lambda line: typer.echo(line, err=True),
+        )
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(recognize.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {recognize.write_json(out, result)}")
+    if plot is not None or out is not None:
+        typer.echo(f"wrote {recognize.plot_confusion(result, plot or Path(out).with_suffix('.png'))}")
+    if save is not None:
+        typer.echo(f"wrote {model.save(save)}")
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""

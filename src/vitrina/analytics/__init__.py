@@ -1,0 +1,1 @@
+"""Behaviour and catalogue analytics: product recognition from photos (later: sentiment, intent, segments)."""
