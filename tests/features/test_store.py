@@ -289,6 +289,7 @@ def test_pooled_encoder_matches_in_process_and_reports_errors(tmp_path: Path) ->
     pooled = PooledEncoder(factory, workers=2, min_inputs=4)
     try:
         assert pooled.fingerprint() == ColorHistogram().fingerprint()
+        pooled.start(inputs[0])  # workers up before the first real call
         out = pooled.encode(inputs, batch_size=4)
         expected = ColorHistogram(on_error="mask").encode(inputs)
         np.testing.assert_allclose(out, expected, atol=1e-6)

@@ -71,18 +71,29 @@ class PooledEncoder(Encoder):
             raise AttributeError(attr)
         return getattr(self.local, attr)
 
+    def start(self, sample: Any) -> None:
+        """Start the workers now (each loads its model) and run `sample` through each, so the
+        first real call, or a timing, does not pay for the start-up."""
+        pool = self._ensure_pool()
+        for future in [pool.submit(_encode_chunk, [sample], 1) for _ in range(self.workers)]:
+            future.result()
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn: the workers must not inherit the parent's thread pools (OpenMP, torch) mid-use.
+            ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.factory,))
+        return self._pool
+
     def encode(self, inputs: Sequence[Any], batch_size: int = 64, progress: bool = False) -> np.ndarray:
         inputs = list(inputs)
         if self.workers == 1 or len(inputs) < self.min_inputs:
             out = self.local.encode(inputs, batch_size=batch_size, progress=progress)
             self.last_errors = dict(getattr(self.local, "last_errors", {}) or {})
             return out
-        if self._pool is None:
-            # spawn: the workers must not inherit the parent's thread pools (OpenMP, torch) mid-use.
-            ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init, initargs=(self.factory,))
+        pool = self._ensure_pool()
         starts = range(0, len(inputs), batch_size)
-        futures = [self._pool.submit(_encode_chunk, inputs[s : s + batch_size], batch_size) for s in starts]
+        futures = [pool.submit(_encode_chunk, inputs[s : s + batch_size], batch_size) for s in starts]
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
         self.last_errors = {}
         from tqdm.auto import tqdm

@@ -8,17 +8,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from vitrina.features.encoder import Encoder
+from vitrina.features.pool import PooledEncoder
 
 
 def measure_throughput(encoder: Encoder, inputs: Sequence[Any], batch_size: int) -> float:
     """Inputs per second encoding all of `inputs`, after one untimed warm-up batch.
 
-    The warm-up pays for lazy initialisation (thread pools, first-call allocations) so the figure
-    reflects steady-state speed. Wall-clock, so other load on the machine lowers it.
+    The warm-up pays for lazy initialisation (thread pools, first-call allocations, a pooled
+    encoder's worker processes) so the figure reflects steady-state speed. Wall-clock, so other load
+    on the machine lowers it.
     """
     inputs = list(inputs)
     if not inputs:
         raise ValueError(f"measuring {encoder.name} throughput needs at least one input")
+    if isinstance(encoder, PooledEncoder):
+        encoder.start(inputs[0])
     encoder.encode(inputs[:batch_size], batch_size=batch_size)
     start = time.perf_counter()
     encoder.encode(inputs, batch_size=batch_size)
