@@ -263,6 +263,38 @@ def bench_rec(
         typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("align")
+def bench_align(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset with photos and product text")] = "hm",
+    seeds: Annotated[int, typer.Option(help="seeds of the selected setting (seed, seed+1, ...)")] = 1,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+    save: Annotated[Path | None, typer.Option(help="folder to save the selected aligner in")] = None,
+    param: ParamOpt = None,
+) -> None:
+    """Image–text alignment on held-out items: text→image and image→text Recall@1/5/10 of the
+    contrastive aligner (grid selected on validation) against random, a zero-shot bridge and a
+    plain linear projection. `--param aligner.key=v1,v2` replaces a grid entry."""
+    from vitrina.bench import align as bench
+    from vitrina.bench.rec import parse_params
+
+    cfg = _config(ctx)
+    try:
+        grids = parse_params(param or [])
+        if set(grids) - {"aligner"}:
+            raise ValueError("--param names aligner.key=..., e.g. aligner.head=linear,mlp")
+        result, aligner = bench.run(
+            cfg, dataset, cfg.seed, seeds, grids.get("aligner"), progress=True, log=lambda m: typer.echo(m, err=True)
+        )
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(bench.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {bench.write_json(out, result)}")
+    if save is not None:
+        typer.echo(f"wrote {aligner.save(save)}")
+
+
 @bench_app.command("speed")
 def bench_speed(
     ctx: typer.Context,
