@@ -9,33 +9,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
+from hm_folder import COLOURS as COLOURS_BY_NAME
+from hm_folder import SHAPES, garment_photo, write_hm_folder
 from vitrina.analytics.recognition import ProductRecognizer
 from vitrina.bench import recognize
 from vitrina.cli import app
 from vitrina.data.datasets import load_dataset
 
 runner = CliRunner()
-SHAPES = {"Garment Upper body": "top", "Garment Lower body": "legs", "Shoes": "shoe"}
-COLOURS = [(200, 30, 30), (30, 60, 200)]
-
-
-def _photo(shape: str, colour: tuple[int, int, int], seed: int) -> Image.Image:
-    """A 2:3 product photo on light grey: a torso, two legs or a low shoe, jittered per product."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (60, 90), (235, 235, 235))
-    draw = ImageDraw.Draw(img)
-    dx, dy = (int(v) for v in rng.integers(-4, 5, 2))
-    if shape == "top":
-        draw.rectangle((8 + dx, 10 + dy, 52 + dx, 45 + dy), fill=colour)
-    elif shape == "legs":
-        draw.rectangle((14 + dx, 10 + dy, 27 + dx, 85 + dy), fill=colour)
-        draw.rectangle((33 + dx, 10 + dy, 46 + dx, 85 + dy), fill=colour)
-    else:
-        draw.ellipse((10 + dx, 60 + dy, 50 + dx, 80 + dy), fill=colour)
-    return img
+COLOURS = list(COLOURS_BY_NAME.values())
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +41,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows.append((f"0{code}000", str(code), "Bags", "shoe", COLOURS[1], 1))
     code += 1
     rows.append((f"0{code}000", str(code), "Shoes", None, COLOURS[1], 2))
-    for article, _, _, shape, colour, seed in rows:
-        if shape is not None:
-            (folder / "images" / article[:3]).mkdir(parents=True, exist_ok=True)
-            _photo(shape, colour, seed).save(folder / "images" / article[:3] / f"{article}.jpg", quality=92)
-    pd.DataFrame(
+    photos = {a: garment_photo(shape, colour, seed) for a, _, _, shape, colour, seed in rows if shape is not None}
+    articles = pd.DataFrame(
         {
             "article_id": [r[0] for r in rows],
             "product_code": [r[1] for r in rows],
@@ -72,11 +53,8 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "colour_group_name": ["Red" if r[4] == COLOURS[0] else "Blue" for r in rows],
             "detail_desc": "A product.",
         }
-    ).to_csv(folder / "articles.csv", index=False)
-    pd.DataFrame({"customer_id": ["c1"], "age": ["30"]}).to_csv(folder / "customers.csv", index=False)
-    pd.DataFrame({"article_id": [rows[0][0]], "co_article_id": [rows[1][0]], "score": ["1.0"]}).to_csv(
-        folder / "copurchase.csv", index=False
     )
+    write_hm_folder(folder, articles, photos)
     return root
 
 

@@ -8,30 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
+from hm_folder import COLOURS, SHAPES, garment_photo, write_hm_folder
 from vitrina.bench import align
 from vitrina.config import Config
 from vitrina.data.splits import TEST, TRAIN, VALID
 from vitrina.features.featurize import modality_encoder
 from vitrina.fusion import duplicate_groups
-
-SHAPES = {"Garment Upper body": "top", "Garment Lower body": "legs", "Shoes": "shoe"}
-COLOURS = {"Red": (200, 30, 30), "Blue": (30, 60, 200)}
-
-
-def _photo(shape: str, colour: tuple[int, int, int], seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    img = Image.new("RGB", (60, 90), (235, 235, 235))
-    draw = ImageDraw.Draw(img)
-    dx, dy = (int(v) for v in rng.integers(-4, 5, 2))
-    if shape == "top":
-        draw.rectangle((8 + dx, 10 + dy, 40 + dx, 45 + dy), fill=colour)  # off-centre: mirroring changes it
-    elif shape == "legs":
-        draw.rectangle((14 + dx, 10 + dy, 27 + dx, 85 + dy), fill=colour)
-    else:
-        draw.ellipse((10 + dx, 60 + dy, 50 + dx, 80 + dy), fill=colour)
-    return img
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +28,12 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
     for group, shape in SHAPES.items():
         for product in range(6):
             code += 1
-            for variant, colour in enumerate(COLOURS):
-                article = f"0{code}{variant:03d}"
-                (folder / "images" / article[:3]).mkdir(parents=True, exist_ok=True)
-                _photo(shape, COLOURS[colour], code).save(folder / "images" / article[:3] / f"{article}.jpg")
-                rows.append((article, str(code), group, shape, colour, product))
-    pd.DataFrame(
+            rows += [
+                (f"0{code}{variant:03d}", str(code), group, shape, colour, product)
+                for variant, colour in enumerate(COLOURS)
+            ]
+    photos = {r[0]: garment_photo(r[3], COLOURS[r[4]], int(r[1])) for r in rows}
+    articles = pd.DataFrame(
         {
             "article_id": [r[0] for r in rows],
             "product_code": [r[1] for r in rows],
@@ -61,11 +45,8 @@ def cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
             "graphical_appearance_name": "Solid",
             "detail_desc": [f"A {r[3]} in style {r[5]}." for r in rows],
         }
-    ).to_csv(folder / "articles.csv", index=False)
-    pd.DataFrame({"customer_id": ["c1"], "age": ["30"]}).to_csv(folder / "customers.csv", index=False)
-    pd.DataFrame({"article_id": [rows[0][0]], "co_article_id": [rows[1][0]], "score": ["1.0"]}).to_csv(
-        folder / "copurchase.csv", index=False
     )
+    write_hm_folder(folder, articles, photos)
     overrides = {"paths.data_dir": str(root / "data"), "paths.cache_dir": str(root / "cache")}
     return Config.load(None, overrides | {"features.text_encoder.workers": 1})
 
