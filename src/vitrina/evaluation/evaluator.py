@@ -31,7 +31,8 @@ class Evaluator:
 
     `scorer(user_indices) -> [len(users), n_items]` scores, as a new tensor or array that the
     evaluator may overwrite (training items are masked in place). `item_vectors`, when given, enables
-    intra-list diversity; novelty uses training popularity.
+    intra-list diversity; novelty uses training popularity. `candidates`, when given, restricts the
+    ranking to those item indices (the cold-item protocol ranks only the held-out items).
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class Evaluator:
         ks: Sequence[int] = (5, 10, 20, 50),
         batch_users: int = 4096,
         item_vectors: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
     ) -> None:
         if train.shape != target.shape:
             raise ValueError(f"train {train.shape} and target {target.shape} differ in shape")
@@ -55,6 +57,11 @@ class Evaluator:
         pop = np.asarray(self.train.sum(axis=0)).ravel()
         # Self-information of an item under training popularity, smoothed so unseen items are finite.
         self.self_info = torch.from_numpy(-np.log2((pop + 1.0) / (train.shape[0] + 1.0))).float()
+        self.excluded: torch.Tensor | None = None
+        if candidates is not None:
+            keep = np.zeros(self.n_items, dtype=bool)
+            keep[np.asarray(candidates, dtype=np.int64)] = True
+            self.excluded = torch.from_numpy(~keep)
         self.item_vectors = None
         if item_vectors is not None:
             v = torch.from_numpy(np.asarray(item_vectors, dtype=np.float32))
@@ -74,6 +81,8 @@ class Evaluator:
             scores = torch.as_tensor(scorer(rows), dtype=torch.float32).contiguous()
             seen_coords = block_coordinates(self.train, rows)
             scores[seen_coords] = -torch.inf
+            if self.excluded is not None:
+                scores[:, self.excluded] = -torch.inf
             top_scores, top_items = torch.topk(scores, k_max, dim=1)
             # Hits by key lookup (row * n_items + item) instead of a dense positives matrix.
             t_rows, t_cols = block_coordinates(self.target, rows)
@@ -92,6 +101,8 @@ class Evaluator:
                 positives[t_rows, t_cols] = True
                 seen = torch.zeros_like(positives)
                 seen[seen_coords] = True
+                if self.excluded is not None:
+                    seen[:, self.excluded] = True  # not candidates: neither positives nor negatives
                 auc_sum += float(self._auc(scores, positives, seen, n_pos).sum())
                 self._beyond_accuracy(top_items, finite, ks, recommended, beyond)
         out = {key: value / max(1, n_users) for key, value in sums.items()}

@@ -20,6 +20,7 @@ import numpy as np
 
 from vitrina.config import Config, ConfigError
 from vitrina.data.dataset import RawDataset
+from vitrina.data.snapshot import Snapshot
 from vitrina.features import audio_encoders, image_encoders, text_encoders
 from vitrina.features.encoder import Encoder, create_encoder
 from vitrina.features.image_io import ImageError, load_image
@@ -141,6 +142,13 @@ def item_inputs(raw: RawDataset, modality: str, fields: tuple[str, ...]) -> list
     raise ValueError(f"unknown modality '{modality}'; choose from {', '.join(MODALITIES)}")
 
 
+def dataset_text_fields(cfg: Config, dataset: str) -> tuple[str, ...]:
+    """The item fields that make a dataset's item text: its own `features.text.datasets` entry or
+    the general `features.text.fields`."""
+    own = cfg.get("features.text.datasets", {}) or {}
+    return tuple(own[dataset]) if dataset in own else TextPreprocessor.from_config(cfg).fields
+
+
 def make_encoder(name: str, params: dict[str, Any]) -> Encoder:
     """`create_encoder` after importing every encoder module: the picklable factory of worker processes."""
     assert text_encoders and image_encoders and audio_encoders  # imported for their registrations
@@ -247,7 +255,7 @@ def featurize(
     settings = _store_settings(cfg)
     modalities = modalities or tuple(settings.get("modalities", MODALITIES))
     store = FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(settings.get("chunk", 512)))
-    fields = TextPreprocessor.from_config(cfg).fields
+    fields = dataset_text_fields(cfg, raw.name)
     fill = str(settings.get("fill", "mean"))
     item_ids = raw.items["item_id"].astype(str).to_numpy(dtype=object)
     results: dict[str, ModalityFeatures] = {}
@@ -299,3 +307,17 @@ def featurize(
             )
         )
     return results, reports
+
+
+def with_item_features(
+    cfg: Config, snap: Snapshot, raw: RawDataset, modalities: tuple[str, ...] | None = None, progress: bool = False
+) -> Snapshot:
+    """`snap` plus the modalities `featurize` computes from `raw`'s catalogue (through the feature
+    store, so only new content is encoded), lined up with the snapshot's item ids, masks included.
+    Features that came with the data (e.g. TikTok's vectors) are kept as they are."""
+    computed, _ = featurize(cfg, raw, modalities, progress)
+    features, masks = dict(snap.item_features), dict(snap.feature_masks)
+    for modality, feats in computed.items():
+        if modality not in features:
+            features[modality], masks[modality] = feats.aligned(snap.items.ids)
+    return dataclasses.replace(snap, item_features=features, feature_masks=masks)

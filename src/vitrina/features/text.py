@@ -64,8 +64,10 @@ class TextPreprocessor:
 
     @classmethod
     def from_config(cls, cfg: Config) -> TextPreprocessor:
-        """The `[features.text]` section; a key this class does not know is named in the error."""
-        section = cfg.section("features.text", {f.name for f in dataclasses.fields(cls)})
+        """The `[features.text]` section; a key this class does not know is named in the error
+        (`datasets`, the per-dataset fields, is read by `featurize.dataset_text_fields`)."""
+        section = cfg.section("features.text", {f.name for f in dataclasses.fields(cls)} | {"datasets"})
+        section.pop("datasets", None)
         if "fields" in section:  # TOML gives a list; `--set features.text.fields=title` a lone string
             raw = section["fields"]
             section["fields"] = (raw,) if isinstance(raw, str) else tuple(raw)
@@ -97,16 +99,26 @@ class TextPreprocessor:
         return [self.tokens(t) for t in texts]
 
 
+def _field_values(items: pd.DataFrame, name: str) -> list[Any]:
+    """A column's values, or for "attributes.KEY" that key of each row's attributes dict (None when absent)."""
+    if name.startswith("attributes.") and "attributes" in items.columns:
+        key = name.split(".", 1)[1]
+        return [a.get(key) if isinstance(a, dict) else None for a in items["attributes"].tolist()]
+    return items[name].tolist()
+
+
 def item_text(items: pd.DataFrame, fields: Sequence[str] = DEFAULT_FIELDS) -> list[str]:
     """One text per item row (in row order): the given fields joined by ". ", missing ones skipped.
 
-    Raw, not cleaned: pass it to `TextPreprocessor.clean` / `tokens` or to a text encoder.
+    A field is a column or "attributes.KEY" (a dataset-specific attribute, e.g. the Amazon Sports
+    `attributes.keywords_generated`). Raw, not cleaned: pass it to `TextPreprocessor.clean` /
+    `tokens` or to a text encoder.
     """
-    missing = [f for f in fields if f not in items.columns]
+    missing = [f for f in fields if f not in items.columns and not f.startswith("attributes.")]
     if missing:
         raise ValueError(f"unknown item field(s) {missing}; the items frame has {list(items.columns)}")
     texts = []
-    for values in zip(*(items[f].tolist() for f in fields), strict=True):
+    for values in zip(*(_field_values(items, f) for f in fields), strict=True):
         parts = [s for v in values if not is_missing(v) and (s := str(v).strip())]
         texts.append(". ".join(parts))
     return texts
