@@ -224,10 +224,21 @@ def bench_rec(
     split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
     param: ParamOpt = None,
+    ablation: Annotated[
+        bool, typer.Option(help="report every --param setting as its own row instead of selecting one")
+    ] = False,
 ) -> None:
-    """Train and evaluate models over seeds; print mean ± std next to the published numbers."""
+    """Train and evaluate models over seeds; print mean ± std next to the published numbers.
+
+    Content-aware models (vbpr, freedom, mmn, content-knn) get the dataset's item features: those
+    that ship with it (tiktok) and what `vitrina featurize` computes from its catalogue (cached).
+    `--param MODEL.modalities=image+audio,image,none` compares modality subsets (none: ID only);
+    with the cold-item split, users rank only the held-out items."""
     from vitrina.bench.rec import grid, markdown_table, parse_params, run_model, select_on_validation, write_json
+    from vitrina.data.datasets import load_dataset
     from vitrina.data.sources import dataset_snapshot, default_split
+    from vitrina.features.featurize import with_item_features
+    from vitrina.models import REGISTRY
 
     cfg = _config(ctx)
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -236,14 +247,23 @@ def bench_rec(
     watch = str(cfg.get("eval.watch"))
     results = []
     stats: dict[str, object] = {}
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        _fail(f"unknown model(s) {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}")
+    multimodal = any(getattr(REGISTRY[n], "multimodal", False) for n in names)
+    raw = load_dataset(dataset, cfg.data_dir) if multimodal else None
     for s in range(cfg.seed, cfg.seed + seeds):
         snap = dataset_snapshot(cfg, dataset, split, s)
+        if raw is not None:
+            snap = with_item_features(cfg, snap, raw, progress=True)
         stats = snap.stats()
         for name in names:
             candidates = []
             for combo in grid(overrides.get(name)):
                 typer.echo(f"[bench] {dataset} {split} seed={s} {name} {combo or ''} ...", err=True)
                 r = run_model(cfg, snap, name, s, combo)
+                if ablation and combo:
+                    r.label = f"{name} " + " ".join(f"{k}={v}" for k, v in combo.items())
                 typer.echo(
                     f"[bench]   valid {watch}={r.valid.get(watch, float('nan')):.4f} | test recall@20="
                     f"{r.test['recall@20']:.4f} ndcg@20={r.test['ndcg@20']:.4f} | best epoch "
@@ -253,7 +273,10 @@ def bench_rec(
                 candidates.append(r)
                 results.append(r)
             best = select_on_validation(candidates, watch)
-            if len(candidates) > 1:
+            if ablation:
+                for r in candidates:
+                    r.selected = True
+            elif len(candidates) > 1:
                 typer.echo(f"[bench]   selected on validation: {best.params}", err=True)
             if out is not None:  # written after every model so a long benchmark loses nothing
                 write_json(out, dataset, split, results, stats)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import time
@@ -22,9 +23,30 @@ TRAINER_KEYS = ("max_epochs", "patience", "eval_every")
 TABLE_METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
+def reset_peak_rss() -> None:
+    """Start a new peak-memory window (Linux: writing 5 to clear_refs resets VmHWM), so each run's
+    peak is its own rather than the whole benchmark's; elsewhere the process peak stays."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
+    """Peak resident memory since the last `reset_peak_rss` (Linux VmHWM), else of the process."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def modality_list(value: Any) -> list[str] | None:
+    """A `modalities` parameter as given on the command line: "image+audio", "none" (ID only) or a list."""
+    if value is None or isinstance(value, list):
+        return value
+    text = str(value).strip()
+    return [] if text in ("", "none") else [m.strip() for m in text.split("+") if m.strip()]
 
 
 def parse_params(pairs: list[str]) -> dict[str, dict[str, list[Any]]]:
@@ -62,6 +84,9 @@ class RunResult:
     history: list[dict[str, float]] = field(default_factory=list)
     # False for grid candidates that lost on validation; tables show selected runs only.
     selected: bool = True
+    # Table row name: the model, or the model and its setting in an ablation (every setting shown).
+    label: str = ""
+    seconds_per_epoch: float = 0.0
 
 
 def run_model(
@@ -75,6 +100,8 @@ def run_model(
 ) -> RunResult:
     """Fit one model with early stopping on validation, then evaluate its best epoch on test."""
     params = {**config.model_params(model_name), **(overrides or {})}
+    if "modalities" in params:
+        params["modalities"] = modality_list(params["modalities"])
     trainer = {
         "max_epochs": int(config.get("train.max_epochs")),
         "patience": int(config.get("train.patience")),
@@ -84,10 +111,15 @@ def run_model(
     ks = tuple(config.get("eval.ks"))
     batch = int(config.get("eval.batch_users"))
     watch = str(config.get("eval.watch"))
-    valid_eval = Evaluator(snap.train, snap.valid, ks=(int(watch.split("@")[1]),), batch_users=batch)
+    # Cold-item split: each fold's users rank only that fold's held-out items (the cold-start protocol).
+    valid_items, test_items = snap.cold_items.get("valid"), snap.cold_items.get("test")
+    valid_eval = Evaluator(
+        snap.train, snap.valid, ks=(int(watch.split("@")[1]),), batch_users=batch, candidates=valid_items
+    )
     vectors = np.hstack([snap.item_features[m] for m in sorted(snap.item_features)]) if snap.item_features else None
-    test_eval = Evaluator(snap.train, snap.test, ks=ks, batch_users=batch, item_vectors=vectors)
+    test_eval = Evaluator(snap.train, snap.test, ks=ks, batch_users=batch, item_vectors=vectors, candidates=test_items)
     model = create(model_name, seed=seed, **params)
+    reset_peak_rss()
     model.fit(snap, valid_eval, watch=watch, progress=progress, **trainer)
     t0 = time.perf_counter()
     test = test_eval.evaluate(model._score_np)
@@ -106,6 +138,8 @@ def run_model(
         peak_rss_mb=peak_rss_mb(),
         params=model.params,
         history=model.report.history,
+        label=model_name,
+        seconds_per_epoch=float(np.mean([h["seconds"] for h in model.report.history])) if model.report.history else 0.0,
     )
 
 
@@ -125,10 +159,13 @@ def _mean_std(values: list[float]) -> str:
 def markdown_table(dataset: str, results: list[RunResult]) -> str:
     """Mean ± std over seeds per model, next to the published Recall@20 / NDCG@20."""
     published = PUBLISHED.get(dataset, {})
-    head = ["model", "seeds", *TABLE_METRICS, "published R@20 / N@20", "epochs", "train s"]
+    head = ["model", "seeds", *TABLE_METRICS, "published R@20 / N@20", "epochs", "train s", "s/epoch", "eval s"]
+    head.append("peak MB")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in dict.fromkeys(r.model for r in results):
-        runs = [r for r in results if r.model == name and r.selected]
+    for name in dict.fromkeys(r.label or r.model for r in results):
+        runs = [r for r in results if (r.label or r.model) == name and r.selected]
+        if not runs:
+            continue
         pub = published.get(name)
         row = [
             name,
@@ -137,6 +174,9 @@ def markdown_table(dataset: str, results: list[RunResult]) -> str:
             f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "–",
             f"{np.mean([r.best_epoch for r in runs]):.0f}/{np.mean([r.epochs for r in runs]):.0f}",
             f"{np.mean([r.train_seconds for r in runs]):.1f}",
+            f"{np.mean([r.seconds_per_epoch for r in runs]):.2f}",
+            f"{np.mean([r.eval_seconds for r in runs]):.2f}",
+            f"{max(r.peak_rss_mb for r in runs):.0f}",
         ]
         lines.append("| " + " | ".join(row) + " |")
     if dataset in SOURCES:
@@ -164,6 +204,8 @@ def write_json(path: Path, dataset: str, split: str, results: list[RunResult], s
                 "eval_seconds": r.eval_seconds,
                 "peak_rss_mb": r.peak_rss_mb,
                 "selected": r.selected,
+                "label": r.label,
+                "seconds_per_epoch": r.seconds_per_epoch,
                 "history": r.history,
             }
             for r in results
