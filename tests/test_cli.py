@@ -220,3 +220,54 @@ def test_bench_report_selects_across_files_on_validation(env: dict[str, str], tm
     best = max(runs, key=lambda r: r.valid["recall@20"])
     assert best.selected
     assert invoke(env, "bench", "report", *map(str, files)).output.count("| bpr | 1 |") == 1
+
+
+def test_bench_rec_ablation_over_modalities_and_cold_items(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "ablation.json"
+    result = invoke(
+        env,
+        "bench",
+        "rec",
+        "--dataset",
+        "tiktok",
+        "--models",
+        "vbpr,content-knn",
+        "--ablation",
+        "--out",
+        str(out),
+        "-p",
+        "vbpr.modalities=image+audio,image",
+    )
+    payload = json.loads(out.read_text())
+    assert payload["snapshot"]["modalities"] == ["audio", "image"]
+    runs = {r["label"]: r for r in payload["results"]}
+    assert runs["vbpr modalities=image"]["params"]["modalities"] == ["image"]
+    assert runs["vbpr modalities=image+audio"]["params"]["modalities"] == ["image", "audio"]
+    assert all(r["selected"] and r["peak_rss_mb"] > 0 and r["seconds_per_epoch"] > 0 for r in runs.values())
+    assert "| vbpr modalities=image |" in result.output and "| content-knn |" in result.output
+    assert "s/epoch" in result.output and "peak MB" in result.output
+
+    cold = tmp_path / "cold.json"
+    invoke(
+        env,
+        "bench",
+        "rec",
+        "--dataset",
+        "tiktok",
+        "--models",
+        "content-knn,bpr",
+        "--split",
+        "cold-item",
+        "--out",
+        str(cold),
+    )
+    payload = json.loads(cold.read_text())
+    n_cold = round(0.1 * 60)  # split.ratios: 10% of the items held out for test
+    for run in payload["results"]:  # users rank the held-out test items only
+        assert 0 < run["test"]["coverage@20"] <= n_cold / 60 + 1e-9
+    assert payload["split"] == "cold-item"
+
+
+def test_bench_rec_unknown_model_is_a_clear_error(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["bench", "rec", "--dataset", "tiktok", "--models", "vbpr,nope"], env=env)
+    assert result.exit_code != 0 and "unknown model(s) nope" in result.output

@@ -126,6 +126,7 @@ def run_model(
     eval_seconds = time.perf_counter() - t0
     if save_dir is not None:
         model.save(save_dir)
+    history = model.report.history
     return RunResult(
         model=model_name,
         seed=seed,
@@ -139,7 +140,8 @@ def run_model(
         params=model.params,
         history=model.report.history,
         label=model_name,
-        seconds_per_epoch=float(np.mean([h["seconds"] for h in model.report.history])) if model.report.history else 0.0,
+        # One-shot models (no epochs) report their whole fit.
+        seconds_per_epoch=float(np.mean([h["seconds"] for h in history])) if history else model.report.train_seconds,
     )
 
 
