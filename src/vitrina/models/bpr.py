@@ -63,15 +63,20 @@ class BPR(Recommender):
             user_all, item_all = self._final_embeddings()
             ue, ie, je = user_all[u], item_all[i], item_all[j]
             loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
-            # L2 on the free embeddings of the batch, as in the LightGCN paper.
-            ego = self.user_emb[u].pow(2).sum() + self.item_emb[i].pow(2).sum() + self.item_emb[j].pow(2).sum()
-            loss = loss + self.reg * ego / (2 * len(u))
+            loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(u)
             n += len(u)
         return total / max(1, n)
+
+    def _penalty(
+        self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, ue: torch.Tensor, ie: torch.Tensor, je: torch.Tensor
+    ) -> torch.Tensor:
+        """Squared L2 of the batch's free embeddings, as in the LightGCN paper (`ue`, `ie`, `je`: the
+        final embeddings of the batch, for models that regularise those instead)."""
+        return self.user_emb[u].pow(2).sum() + self.item_emb[i].pow(2).sum() + self.item_emb[j].pow(2).sum()
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         if self._cache is None:
