@@ -35,7 +35,14 @@ from tqdm import tqdm
 
 from vitrina import __version__
 
-__all__ = ["AlignReport", "ContrastiveAligner", "cross_modal_recall", "duplicate_groups", "recall_at_k"]
+__all__ = [
+    "AlignReport",
+    "ContrastiveAligner",
+    "cross_modal_recall",
+    "duplicate_groups",
+    "info_nce",
+    "recall_at_k",
+]
 
 Head = Literal["linear", "mlp"]
 KS = (1, 5, 10)
@@ -181,11 +188,16 @@ def _check_index(idx: Any, n: int, what: str) -> np.ndarray:
     return idx.astype(np.int64)
 
 
-def _nce(logits: torch.Tensor, positive: torch.Tensor, sim: torch.Tensor, hard: float) -> torch.Tensor:
-    """Per-row "any positive" InfoNCE. `hard` > 0 re-weights the negatives by exp(hard * cosine)
-    (normalised to mean 1 per row, no gradient through the weights: Robinson et al. 2021), so
-    near-misses count more than the easy bulk."""
+def info_nce(
+    logits: torch.Tensor, positive: torch.Tensor, sim: torch.Tensor | None = None, hard: float = 0.0
+) -> torch.Tensor:
+    """Per-row "any positive" InfoNCE (rows are queries, `positive` marks their matches). `hard` > 0
+    re-weights the negatives by exp(hard * sim), `sim` being the cosines (normalised to mean 1 per
+    row, no gradient through the weights: Robinson et al. 2021), so near-misses count more than the
+    easy bulk. Shared with the recommenders that align modality towers."""
     if hard > 0:
+        if sim is None:
+            raise ValueError("hard-negative weighting needs the cosine similarities `sim`")
         negative = ~positive
         weight = (hard * sim).masked_fill(positive, -torch.inf)
         log_mean = torch.logsumexp(weight, 1, keepdim=True) - negative.sum(1, keepdim=True).clamp(min=1).log()
@@ -359,7 +371,7 @@ class ContrastiveAligner:
                 hard, detached = p["hard_negatives"], sim.detach()
                 loss = (
                     p["align_weight"]
-                    * (_nce(logits, positive, detached, hard) + _nce(logits.T, positive.T, detached.T, hard))
+                    * (info_nce(logits, positive, detached, hard) + info_nce(logits.T, positive.T, detached.T, hard))
                     / 2
                 )
                 if labels is not None and model.classes is not None:
