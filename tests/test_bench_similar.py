@@ -10,13 +10,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from hm_folder import COLOURS, SHAPES, garment_photo, write_hm_folder
 from vitrina.bench import similar
 from vitrina.cli import app
 from vitrina.data.splits import TEST, TRAIN, VALID
+from vitrina.search import similar as similar_module
 from vitrina.search import similar_items
+from vitrina.search.similar import blockwise_topk
 
 runner = CliRunner()
 
@@ -163,3 +166,13 @@ def test_bench_similar_command_writes_the_json(env: dict[str, str], tmp_path: Pa
 
     bad = runner.invoke(app, ["bench", "similar", "--dataset", "hm", "-p", "model.dim=8"], env=env)
     assert bad.exit_code == 2 and "learned.key" in bad.output
+
+
+def test_blockwise_topk_matches_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.nn.functional.normalize(torch.randn(300, 6), dim=1)
+    monkeypatch.setattr(similar_module, "_BLOCK_ELEMENTS", 7 * 300)  # 43 blocks of 7 rows
+    values, nb = blockwise_topk(lambda a, b: x[a:b] @ x.T, 300, 300, 4)
+    full = torch.topk(x @ x.T, 4, dim=1)
+    assert nb.shape == (300, 4) and (nb[:, 0] == torch.arange(300)).all()  # itself first
+    assert torch.equal(nb, full.indices) and torch.allclose(values, full.values)
+    assert blockwise_topk(lambda a, b: x[a:b] @ x.T, 300, 300, 500)[1].shape == (300, 300)

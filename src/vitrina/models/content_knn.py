@@ -18,25 +18,21 @@ import torch
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import register
 from vitrina.models.content import MultimodalRecommender, masked_normalize
+from vitrina.search.similar import blockwise_topk
 
 
 def fused_knn(
-    content: dict[str, tuple[torch.Tensor, torch.Tensor]],
-    weights: dict[str, float],
-    k: int,
-    block: int = 2048,
+    content: dict[str, tuple[torch.Tensor, torch.Tensor]], weights: dict[str, float], k: int
 ) -> sp.csr_matrix:
     """Top-`k` fused-cosine neighbours of every item (itself excluded) as a sparse [n, n] matrix.
 
     `content[m]` = (features, mask); per pair, the modalities both items have are averaged with
-    their `weights`. Computed in row blocks, so memory is block × n, never n × n.
+    their `weights`. Computed in row blocks (`blockwise_topk`), never n × n.
     """
     normed = {m: (masked_normalize(x, mask), mask.float()) for m, (x, mask) in content.items()}
     n = next(iter(normed.values()))[0].shape[0]
-    k = min(k, n - 1)
-    rows, cols, vals = [], [], []
-    for start in range(0, n, block):
-        stop = min(start + block, n)
+
+    def score_rows(start: int, stop: int) -> torch.Tensor:
         num = torch.zeros(stop - start, n)
         den = torch.zeros(stop - start, n)
         for m, (x, mask) in normed.items():
@@ -45,14 +41,13 @@ def fused_knn(
             den += w * torch.outer(mask[start:stop], mask)
         sim = torch.where(den > 0, num / den.clamp(min=1e-12), torch.full_like(num, -torch.inf))
         sim[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
-        top = torch.topk(sim, k, dim=1)
-        keep = torch.isfinite(top.values) & (top.values > 0)
-        r = torch.arange(start, stop).unsqueeze(1).expand_as(top.indices)
-        rows.append(r[keep].numpy())
-        cols.append(top.indices[keep].numpy())
-        vals.append(top.values[keep].numpy())
+        return sim
+
+    values, cols = blockwise_topk(score_rows, n, n, min(k, n - 1))
+    keep = torch.isfinite(values) & (values > 0)
+    rows = torch.arange(n).unsqueeze(1).expand_as(cols)
     return sp.csr_matrix(
-        (np.concatenate(vals).astype(np.float32), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)
+        (values[keep].numpy().astype(np.float32), (rows[keep].numpy(), cols[keep].numpy())), shape=(n, n)
     )
 
 

@@ -43,6 +43,7 @@ from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import register
 from vitrina.models.content import MultimodalRecommender
 from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency
+from vitrina.search.similar import blockwise_topk
 
 
 def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
@@ -58,15 +59,6 @@ def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
             size=m.shape,
             check_invariants=False,
         )
-
-
-def knn_indices(queries: torch.Tensor, keys: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices [len(queries), k] of each query row's k most similar key rows (dot product; rows are
-    L2-normalised, so cosine). Blocked so the similarity block stays near 128 MB whatever the size."""
-    k = min(k, len(keys))
-    block = max(64, min(4096, (1 << 25) // max(1, len(keys))))
-    out = [torch.topk(queries[s : s + block] @ keys.T, k, dim=1).indices for s in range(0, len(queries), block)]
-    return torch.cat(out) if out else torch.zeros(0, k, dtype=torch.long)
 
 
 def modality_weights(names: Sequence[str], image_weight: float) -> dict[str, float]:
@@ -138,7 +130,7 @@ class Freedom(LightGCN, MultimodalRecommender):
         x = torch.from_numpy(inputs.values)
         q = F.normalize(x[torch.from_numpy(rows)], dim=1)
         keys = q if same else F.normalize(x[torch.from_numpy(candidates)], dim=1)
-        nb = knn_indices(q, keys, self.knn_k).numpy()
+        nb = blockwise_topk(lambda a, b: q[a:b] @ keys.T, len(q), len(keys), self.knn_k)[1].numpy()
         return np.repeat(rows, nb.shape[1]), candidates[nb.ravel()]
 
     def _weighted_knn(self, rows: np.ndarray, candidates: np.ndarray, symmetric: bool) -> sp.csr_matrix:
