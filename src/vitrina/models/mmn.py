@@ -106,7 +106,7 @@ class MMN(MultimodalRecommender):
         embedding_dim: int = 64,
         hidden: int = 256,
         dropout: float = 0.0,
-        fusion: str = "attention",
+        fusion: str = "early",
         loss: str = "bpr",
         align_weight: float = 0.0,
         align_temperature: float = 0.2,
