@@ -246,6 +246,8 @@ def test_bench_rec_ablation_over_modalities_and_cold_items(env: dict[str, str], 
     assert all(r["selected"] and r["peak_rss_mb"] > 0 and r["seconds_per_epoch"] > 0 for r in runs.values())
     assert "| vbpr modalities=image |" in result.output and "| content-knn |" in result.output
     assert "s/epoch" in result.output and "peak MB" in result.output
+    report = invoke(env, "bench", "report", str(out)).output  # every ablation row survives the merge
+    assert "| vbpr modalities=image |" in report and "| vbpr modalities=image+audio |" in report
 
     cold = tmp_path / "cold.json"
     invoke(
@@ -266,6 +268,7 @@ def test_bench_rec_ablation_over_modalities_and_cold_items(env: dict[str, str], 
     for run in payload["results"]:  # users rank the held-out test items only
         assert 0 < run["test"]["coverage@20"] <= n_cold / 60 + 1e-9
     assert payload["split"] == "cold-item"
+    assert payload["published"] == {} and payload["published_source"] is None  # official-split numbers only
 
 
 def test_bench_rec_unknown_model_is_a_clear_error(env: dict[str, str]) -> None:

@@ -281,7 +281,7 @@ def bench_rec(
             if out is not None:  # written after every model so a long benchmark loses nothing
                 write_json(out, dataset, split, results, stats)
     typer.echo(f"\n## {dataset} ({split} split), test metrics, mean ± std over {seeds} seed(s)\n")
-    typer.echo(markdown_table(dataset, results))
+    typer.echo(markdown_table(dataset, results, split))
     if out is not None:
         typer.echo(f"\nwrote {out}")
 

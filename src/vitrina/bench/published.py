@@ -42,3 +42,10 @@ SOURCES: dict[str, str] = {
     "amazon-sports": MMREC_SOURCE,
     "tiktok": DIFFMM_SOURCE,
 }
+
+
+def published_for(dataset: str, split: str) -> tuple[dict[str, tuple[float, float]], str | None]:
+    """(model -> (recall@20, ndcg@20), source) that apply to this split: none but the official one's."""
+    if split != "official":
+        return {}, None
+    return PUBLISHED.get(dataset, {}), SOURCES.get(dataset)

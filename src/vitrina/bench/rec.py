@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vitrina.bench.published import PUBLISHED, SOURCES
+from vitrina.bench.published import published_for
 from vitrina.config import Config, parse_scalar
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
@@ -158,9 +158,9 @@ def _mean_std(values: list[float]) -> str:
     return f"{arr.mean():.4f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.4f}"
 
 
-def markdown_table(dataset: str, results: list[RunResult]) -> str:
-    """Mean ± std over seeds per model, next to the published Recall@20 / NDCG@20."""
-    published = PUBLISHED.get(dataset, {})
+def markdown_table(dataset: str, results: list[RunResult], split: str = "official") -> str:
+    """Mean ± std over seeds per model (or ablation row), next to the published Recall@20 / NDCG@20."""
+    published, source = published_for(dataset, split)
     head = ["model", "seeds", *TABLE_METRICS, "published R@20 / N@20", "epochs", "train s", "s/epoch", "eval s"]
     head.append("peak MB")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -181,8 +181,8 @@ def markdown_table(dataset: str, results: list[RunResult]) -> str:
             f"{max(r.peak_rss_mb for r in runs):.0f}",
         ]
         lines.append("| " + " | ".join(row) + " |")
-    if dataset in SOURCES:
-        lines.append(f"\nPublished: {SOURCES[dataset]}. epochs = best/run.")
+    if source:
+        lines.append(f"\nPublished: {source}. epochs = best/run.")
     return "\n".join(lines)
 
 
@@ -191,8 +191,8 @@ def write_json(path: Path, dataset: str, split: str, results: list[RunResult], s
         "dataset": dataset,
         "split": split,
         "snapshot": snap_stats,
-        "published": {m: {"recall@20": v[0], "ndcg@20": v[1]} for m, v in PUBLISHED.get(dataset, {}).items()},
-        "published_source": SOURCES.get(dataset),
+        "published": {m: {"recall@20": v[0], "ndcg@20": v[1]} for m, v in published_for(dataset, split)[0].items()},
+        "published_source": published_for(dataset, split)[1],
         "results": [
             {
                 "model": r.model,

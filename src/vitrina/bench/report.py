@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vitrina.bench.published import PUBLISHED
+from vitrina.bench.published import published_for
 from vitrina.bench.rec import RunResult, markdown_table, select_on_validation
 
 
@@ -15,7 +15,8 @@ def load_runs(paths: list[Path], watch: str = "recall@20") -> dict[tuple[str, st
     """Runs per (dataset, split), in file order; later files add models, seeds or candidates.
 
     Hyper-parameter candidates of one model and seed may come from several files (several grids):
-    the selection is redone over all of them, on validation only.
+    the selection is redone over all of them, on validation only. Ablation rows (their label names
+    the setting) are kept apart: each is a row of its own.
     """
     groups: dict[tuple[str, str], list[RunResult]] = {}
     fields = RunResult.__dataclass_fields__
@@ -26,8 +27,8 @@ def load_runs(paths: list[Path], watch: str = "recall@20") -> dict[tuple[str, st
             RunResult(**{k: v for k, v in r.items() if k in fields}) for r in payload["results"]
         )
     for runs in groups.values():
-        for model, seed in {(r.model, r.seed) for r in runs}:
-            select_on_validation([r for r in runs if r.model == model and r.seed == seed], watch)
+        for label, seed in {(r.label or r.model, r.seed) for r in runs}:
+            select_on_validation([r for r in runs if (r.label or r.model) == label and r.seed == seed], watch)
     return groups
 
 
@@ -36,7 +37,7 @@ def tables(groups: dict[tuple[str, str], list[RunResult]]) -> str:
     for (dataset, split), runs in groups.items():
         seeds = len({r.seed for r in runs})
         parts.append(f"### {dataset} ({split} split), test, mean ± std over seeds (up to {seeds})")
-        parts.append(markdown_table(dataset, runs))
+        parts.append(markdown_table(dataset, runs, split))
     return "\n\n".join(parts)
 
 
@@ -49,13 +50,14 @@ def plot(groups: dict[tuple[str, str], list[RunResult]], path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
     for ax, ((dataset, split), runs) in zip(axes[0], groups.items(), strict=True):
-        models = list(dict.fromkeys(r.model for r in runs if r.selected))
-        values = [[r.test["recall@20"] for r in runs if r.model == m and r.selected] for m in models]
+        published = published_for(dataset, split)[0]
+        models = list(dict.fromkeys(r.label or r.model for r in runs if r.selected))
+        values = [[r.test["recall@20"] for r in runs if (r.label or r.model) == m and r.selected] for m in models]
         x = np.arange(len(models))
         ax.bar(x, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], color="#4c78a8", capsize=3)
         for i, m in enumerate(models):
-            if m in PUBLISHED.get(dataset, {}):
-                ax.plot([i - 0.35, i + 0.35], [PUBLISHED[dataset][m][0]] * 2, color="black", lw=2)
+            if m in published:
+                ax.plot([i - 0.35, i + 0.35], [published[m][0]] * 2, color="black", lw=2)
         ax.set_xticks(x, models, rotation=30)
         ax.set_title(f"{dataset} ({split})")
         ax.set_ylabel("test Recall@20")
