@@ -22,17 +22,26 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch.nn import functional as F
 
 from vitrina.data.idmap import IdMap
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import Recommender
+from vitrina.search.similar import blockwise_topk
 
-__all__ = ["ModalityInputs", "MultimodalRecommender", "masked_normalize"]
+__all__ = ["ModalityInputs", "MultimodalRecommender", "masked_normalize", "row_normalize"]
 
 
 def masked_normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Rows L2-normalised; rows where `mask` is False become exact zeros (they carry no content)."""
     return torch.nn.functional.normalize(x, dim=1) * mask.unsqueeze(1).to(x.dtype)
+
+
+def row_normalize(m: sp.spmatrix) -> sp.csr_matrix:
+    """Rows scaled to sum 1 (empty rows stay empty): a weighted mean over each row's neighbours."""
+    total = np.asarray(m.sum(axis=1)).ravel()
+    inv = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
+    return (sp.diags(inv.astype(np.float32)) @ m).tocsr()
 
 
 @dataclass
@@ -137,6 +146,30 @@ class MultimodalRecommender(Recommender):
         self.content = {m: ModalityInputs.from_state(state, f"content__{m}") for m in names}
         if "popularity" in state:
             self.popularity = state["popularity"]
+
+    def content_knn_graph(
+        self, rows: np.ndarray, candidates: np.ndarray, k: int, weights: dict[str, float], symmetric: bool
+    ) -> sp.csr_matrix:
+        """Σ_m weights[m] · (0/1 graph joining each of `rows` to its k cosine-nearest `candidates` in
+        modality m), [n_items, n_items]. Items without m take part in no edge of m (masks, not
+        zeros); `symmetric`: an edge when either item is among the other's nearest."""
+        assert self.popularity is not None  # one entry per item, set with the content
+        n = len(self.popularity)
+        total = sp.csr_matrix((n, n), dtype=np.float32)
+        for m, w in weights.items():
+            inputs = self.content[m]
+            r, c = rows[inputs.mask[rows]], candidates[inputs.mask[candidates]]
+            if len(r) == 0 or len(c) == 0:
+                continue
+            x = torch.from_numpy(inputs.values)
+            q = F.normalize(x[torch.from_numpy(r)], dim=1)
+            keys = q if rows is candidates else F.normalize(x[torch.from_numpy(c)], dim=1)
+            nb = blockwise_topk(lambda a, b, q=q, keys=keys: q[a:b] @ keys.T, len(q), len(keys), k)[1].numpy()
+            edges = (np.ones(nb.size, dtype=np.float32), (np.repeat(r, nb.shape[1]), c[nb.ravel()]))
+            knn = sp.csr_matrix(edges, shape=(n, n))
+            knn = ((knn + knn.T) > 0).astype(np.float32) if symmetric else knn
+            total = total + w * knn
+        return total.tocsr()
 
     # --- hooks ---------------------------------------------------------------------------------
     def _item_vectors(self) -> torch.Tensor:

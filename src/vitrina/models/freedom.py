@@ -41,9 +41,8 @@ from torch.nn import functional as F
 
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import register
-from vitrina.models.content import MultimodalRecommender
+from vitrina.models.content import MultimodalRecommender, row_normalize
 from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency
-from vitrina.search.similar import blockwise_topk
 
 
 def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
@@ -119,31 +118,9 @@ class Freedom(LightGCN, MultimodalRecommender):
         )
 
     # --- the frozen item–item graph and the content neighbours of items without history -------
-    def _modality_edges(self, m: str, rows: np.ndarray, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, neighbour) pairs: each of `rows` that has modality m to its k nearest `candidates`
-        that have it (global item indices); items without m take part in no pair."""
-        inputs = self.content[m]
-        same = rows is candidates
-        rows, candidates = rows[inputs.mask[rows]], candidates[inputs.mask[candidates]]
-        if len(rows) == 0 or len(candidates) == 0:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        x = torch.from_numpy(inputs.values)
-        q = F.normalize(x[torch.from_numpy(rows)], dim=1)
-        keys = q if same else F.normalize(x[torch.from_numpy(candidates)], dim=1)
-        nb = blockwise_topk(lambda a, b: q[a:b] @ keys.T, len(q), len(keys), self.knn_k)[1].numpy()
-        return np.repeat(rows, nb.shape[1]), candidates[nb.ravel()]
-
     def _weighted_knn(self, rows: np.ndarray, candidates: np.ndarray, symmetric: bool) -> sp.csr_matrix:
-        """Σ_m w_m · (0/1 kNN graph of modality m) as an [n_items, n_items] matrix; `symmetric`: an
-        edge when either item is among the other's nearest."""
-        n = len(self.has_history)
-        total = sp.csr_matrix((n, n), dtype=np.float32)
-        for m, w in modality_weights(list(self.content), self.image_weight).items():
-            r, c = self._modality_edges(m, rows, candidates)
-            knn = sp.csr_matrix((np.ones(len(r), dtype=np.float32), (r, c)), shape=(n, n))
-            knn = ((knn + knn.T) > 0).astype(np.float32) if symmetric else knn
-            total = total + w * knn
-        return total.tocsr()
+        weights = modality_weights(list(self.content), self.image_weight)
+        return self.content_knn_graph(rows, candidates, self.knn_k, weights, symmetric)
 
     def _build_item_graph(self) -> None:
         """FREEDOM's frozen graph over all items: modality kNN graphs summed, symmetric-normalised."""
@@ -157,10 +134,8 @@ class Freedom(LightGCN, MultimodalRecommender):
 
     def _cold_rows(self, rows: np.ndarray) -> sp.csr_matrix:
         """Row-normalised content neighbours of `rows` among the items with training history."""
-        knn = self._weighted_knn(rows, np.flatnonzero(self.has_history.numpy()), symmetric=False)
-        total = np.asarray(knn.sum(axis=1)).ravel()
-        inv = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
-        return (sp.diags(inv.astype(np.float32)) @ knn).tocsr()
+        warm = np.flatnonzero(self.has_history.numpy())
+        return row_normalize(self._weighted_knn(rows, warm, symmetric=False))
 
     def _set_graphs(self, mm: sp.csr_matrix | None, cold: sp.csr_matrix | None) -> None:
         """Keep the scipy matrices (for the state) and their torch copies (for the products)."""
