@@ -35,3 +35,18 @@ def clustered_dataset(
         np.float32
     )
     return RawDataset("synthetic", items=items, users=users, interactions=inter, item_features={"image": features})
+
+
+def two_modality_dataset(seed: int = 0, feature_seed: int | None = None, n_groups: int = 4) -> RawDataset:
+    """The clustered data with a second, noisier "text" modality (group signal + 4 noise columns);
+    every 7th item has no photo and items 3, 14, 25, ... no text (NaN rows), so masks are exercised."""
+    raw = clustered_dataset(n_groups=n_groups, seed=seed)
+    rng = np.random.default_rng(seed if feature_seed is None else feature_seed)
+    image = raw.item_features["image"].copy()
+    groups = np.arange(len(image)) % n_groups
+    text = np.eye(n_groups, dtype=np.float32)[groups] + rng.normal(0, 0.3, (len(image), n_groups))
+    text = np.hstack([text, rng.normal(0, 1, (len(image), 4))]).astype(np.float32)
+    image[::7] = np.nan
+    text[3::11] = np.nan
+    raw.item_features = {"image": image, "text": text}
+    return raw

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthetic import clustered_dataset
-from vitrina.data.dataset import RawDataset
+from synthetic import two_modality_dataset
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
 from vitrina.models import Recommender, create
@@ -19,20 +18,6 @@ from vitrina.models.mmn import FUSIONS, LOSSES, MMN
 N_GROUPS = 4
 SMALL = {"embedding_dim": 16, "hidden": 32, "learning_rate": 0.01, "batch_size": 256}
 COMBOS = [(f, loss) for f in FUSIONS for loss in LOSSES]
-
-
-def _two_modalities() -> RawDataset:
-    """The clustered data plus a noisier "text" modality; some items lack the photo, others the text."""
-    raw = clustered_dataset(n_groups=N_GROUPS)
-    rng = np.random.default_rng(1)
-    image = raw.item_features["image"].copy()
-    groups = np.arange(len(image)) % N_GROUPS
-    text = np.eye(N_GROUPS, dtype=np.float32)[groups] + rng.normal(0, 0.3, (len(image), N_GROUPS))
-    text = np.hstack([text, rng.normal(0, 1, (len(image), 4))]).astype(np.float32)
-    image[::7] = np.nan
-    text[3::11] = np.nan
-    raw.item_features = {"image": image, "text": text}
-    return raw
 
 
 def _fit(snap: Snapshot, **params: object) -> Recommender:
@@ -59,7 +44,7 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def snap() -> Snapshot:
-    return Snapshot.build(_two_modalities(), split="random", seed=0)
+    return Snapshot.build(two_modality_dataset(feature_seed=1), split="random", seed=0)
 
 
 @pytest.fixture(scope="module")

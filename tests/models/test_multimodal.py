@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthetic import clustered_dataset
-from vitrina.data.dataset import RawDataset
+from synthetic import two_modality_dataset
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
 from vitrina.models import Recommender, create
@@ -19,23 +18,9 @@ FAST = {
 N_GROUPS = 4
 
 
-def _two_modalities(seed: int = 0) -> RawDataset:
-    """The clustered data with a second, noisier modality; some items lack one modality (NaN rows)."""
-    raw = clustered_dataset(n_groups=N_GROUPS, seed=seed)
-    rng = np.random.default_rng(seed)
-    image = raw.item_features["image"].copy()
-    groups = np.arange(len(image)) % N_GROUPS
-    text = np.eye(N_GROUPS, dtype=np.float32)[groups] + rng.normal(0, 0.3, (len(image), N_GROUPS)).astype(np.float32)
-    text = np.hstack([text, rng.normal(0, 1, (len(image), 4))]).astype(np.float32)
-    image[::7] = np.nan  # every 7th item has no photo
-    text[3::11] = np.nan  # others have no text
-    raw.item_features = {"image": image, "text": text}
-    return raw
-
-
 @pytest.fixture(scope="module")
 def snap() -> Snapshot:
-    return Snapshot.build(_two_modalities(), split="random", seed=0)
+    return Snapshot.build(two_modality_dataset(), split="random", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +106,7 @@ def test_session_and_onboarding_for_new_users(name: str, fitted: dict, snap: Sna
 
 
 def test_cold_items_content_models_score_them_id_models_cannot() -> None:
-    cold = Snapshot.build(_two_modalities(), split="cold-item", seed=0)
+    cold = Snapshot.build(two_modality_dataset(), split="cold-item", seed=0)
     test = Evaluator(cold.train, cold.test, ks=(10,), candidates=cold.cold_items["test"])
     ranked = {}
     for name, params in {**FAST, "bpr": FAST["vbpr"]}.items():

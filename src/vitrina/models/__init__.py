@@ -1,6 +1,17 @@
 """Recommenders, registered by name. Importing this package registers every model."""
 
-from vitrina.models import als, bpr, content_knn, freedom, itemknn, lightgcn, mmn, pop, vbpr  # noqa: F401  (registration)
+from vitrina.models import (  # noqa: F401  (registration)
+    als,
+    bpr,
+    content_knn,
+    freedom,
+    itemknn,
+    lgmrec,
+    lightgcn,
+    mmn,
+    pop,
+    vbpr,
+)
 from vitrina.models.base import REGISTRY, FitReport, Recommender, create
 
 __all__ = ["REGISTRY", "FitReport", "Recommender", "create"]
