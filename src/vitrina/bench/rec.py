@@ -158,6 +158,11 @@ def _mean_std(values: list[float]) -> str:
     return f"{arr.mean():.4f} ± {arr.std(ddof=1) if len(arr) > 1 else 0.0:.4f}"
 
 
+def _positive_mean(values: list[float]) -> str:
+    """Mean of a cost column; "–" where it was not recorded (files from before it existed)."""
+    return f"{np.mean(values):.2f}" if all(v > 0 for v in values) else "–"
+
+
 def markdown_table(dataset: str, results: list[RunResult], split: str = "official") -> str:
     """Mean ± std over seeds per model (or ablation row), next to the published Recall@20 / NDCG@20."""
     published, source = published_for(dataset, split)
@@ -176,7 +181,7 @@ def markdown_table(dataset: str, results: list[RunResult], split: str = "officia
             f"{pub[0]:.4f} / {pub[1]:.4f}" if pub else "–",
             f"{np.mean([r.best_epoch for r in runs]):.0f}/{np.mean([r.epochs for r in runs]):.0f}",
             f"{np.mean([r.train_seconds for r in runs]):.1f}",
-            f"{np.mean([r.seconds_per_epoch for r in runs]):.2f}",
+            _positive_mean([r.seconds_per_epoch for r in runs]),
             f"{np.mean([r.eval_seconds for r in runs]):.2f}",
             f"{max(r.peak_rss_mb for r in runs):.0f}",
         ]
