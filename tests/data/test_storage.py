@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -259,8 +258,9 @@ def test_sqlite_creates_folder_and_sets_pragmas(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_sqlite_writes_160k_events_quickly(tmp_path: Path) -> None:
-    """Guards against per-row ORM writes, which would take minutes; the bound is loose for slow CI."""
+def test_sqlite_writes_160k_events_in_batches(tmp_path: Path) -> None:
+    """Guards against per-row writes (minutes at this size) by counting statements, not seconds: a
+    timed assertion fails on a busy CI machine for reasons that have nothing to do with the code."""
     rng = np.random.default_rng(0)
     n, n_users, n_items = 160_000, 5_000, 2_000
     items = pd.DataFrame({"item_id": [f"i{i}" for i in range(n_items)]})
@@ -278,9 +278,9 @@ def test_sqlite_writes_160k_events_quickly(tmp_path: Path) -> None:
     raw = RawDataset(name="big", items=items, users=users, interactions=events)
     with Storage(f"sqlite:///{tmp_path / 'big.sqlite'}") as store:
         store.create_schema()
-        started = time.perf_counter()
+        statements: list[int] = []
+        sa.event.listen(store.engine, "before_cursor_execute", lambda *a, **k: statements.append(1))
         added = store.write_dataset(raw)
-        elapsed = time.perf_counter() - started
         assert added["interactions"] == n
         assert store.write("interactions", raw.interactions) == 0
-    assert elapsed < 30, f"writing {n} events took {elapsed:.1f}s"
+    assert len(statements) < n / 100, f"{len(statements)} statements for {n} events: rows are written one by one"
