@@ -230,7 +230,7 @@ def bench_rec(
 ) -> None:
     """Train and evaluate models over seeds; print mean ± std next to the published numbers.
 
-    Content-aware models (vbpr, freedom, mmn, content-knn) get the dataset's item features: those
+    Content-aware models (vbpr, freedom, mmn, lgmrec, content-knn) get the dataset's item features: those
     that ship with it (tiktok) and what `vitrina featurize` computes from its catalogue (cached).
     `--param MODEL.modalities=image+audio,image,none` compares modality subsets (none: ID only);
     with the cold-item split, users rank only the held-out items."""
