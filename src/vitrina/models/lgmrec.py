@@ -48,8 +48,8 @@ class LGMRec(LightGCN, MultimodalRecommender):
         n_mm_layers: int = 2,
         n_hyper_layers: int = 1,
         hyperedges: int = 4,
-        keep_rate: float = 0.5,
-        alpha: float = 0.2,
+        keep_rate: float = 0.4,
+        alpha: float = 0.6,
         cl_weight: float = 1e-4,
         temperature: float = 0.2,
         cold_k: int = 10,
@@ -117,6 +117,10 @@ class LGMRec(LightGCN, MultimodalRecommender):
     def _set_interactions(self, train: sp.csr_matrix) -> None:
         """The user × item 0/1 matrix (sums over a user's items) and the cold items' neighbour rows."""
         self.interactions = _torch_csr((train > 0).astype(np.float32))
+        # Per user, how many of their items have each modality (constant: computed once, not per batch).
+        self.modality_counts = {
+            m: self.interactions @ torch.from_numpy(x.mask).float().unsqueeze(1) for m, x in self.content.items()
+        }
         cold = np.flatnonzero(~self.has_history.numpy())
         warm = np.flatnonzero(self.has_history.numpy())
         weights = {m: 1.0 / len(self.content) for m in self.content}
@@ -128,7 +132,7 @@ class LGMRec(LightGCN, MultimodalRecommender):
         """(user, item) soft memberships in modality m's hyperedges; rows without m are zero."""
         logits_i = x @ self.hyper[m]
         logits_u = self.interactions @ (logits_i * mask.unsqueeze(1))
-        has_u = (self.interactions @ mask.float().unsqueeze(1)) > 0
+        has_u = self.modality_counts[m] > 0
         if self.training:  # Gumbel noise and link dropout while training only: scoring is deterministic
             dep_i = F.gumbel_softmax(logits_i, tau=self.temperature, dim=1)
             dep_u = F.gumbel_softmax(logits_u, tau=self.temperature, dim=1)
@@ -148,8 +152,7 @@ class LGMRec(LightGCN, MultimodalRecommender):
         for m, inputs in self.content.items():
             x, mask = inputs.tensor()
             z = self.proj[m](x) * mask.unsqueeze(1)
-            count = (self.interactions @ mask.float().unsqueeze(1)).clamp(min=1.0)
-            h = torch.cat([(self.interactions @ z) / count, z])
+            h = torch.cat([(self.interactions @ z) / self.modality_counts[m].clamp(min=1.0), z])
             for _ in range(self.n_mm_layers):
                 h = _SymmetricSpMM.apply(self.adj, h)
             local = local + F.normalize(h, dim=1)
