@@ -60,16 +60,28 @@ class BPR(Recommender):
         total, n = 0.0, 0
         for users, pos, neg in self.sampler.epoch():
             u, i, j = (torch.from_numpy(a) for a in (users, pos, neg))
-            user_all, item_all = self._final_embeddings()
-            ue, ie, je = user_all[u], item_all[i], item_all[j]
-            loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
-            loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
+            loss = self._batch_loss(u, i, j)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(u)
             n += len(u)
         return total / max(1, n)
+
+    def _batch_loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """One batch's training loss (subclasses add their terms to `_pairwise_loss`)."""
+        user_all, item_all = self._final_embeddings()
+        return self._pairwise_loss(u, i, j, user_all, item_all)[0]
+
+    def _pairwise_loss(
+        self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, user_all: torch.Tensor, item_all: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(BPR loss + L2 penalty, the batch's user vectors) for triples (u, i, j)."""
+        ue, ie, je = user_all[u], item_all[i], item_all[j]
+        loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
+        if self.reg > 0:
+            loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
+        return loss, ue
 
     def _penalty(
         self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, ue: torch.Tensor, ie: torch.Tensor, je: torch.Tensor

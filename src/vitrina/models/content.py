@@ -29,7 +29,7 @@ from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import Recommender
 from vitrina.search.similar import blockwise_topk
 
-__all__ = ["ModalityInputs", "MultimodalRecommender", "masked_normalize", "row_normalize"]
+__all__ = ["ModalityInputs", "MultimodalRecommender", "fill_cold_items", "masked_normalize", "row_normalize"]
 
 
 def masked_normalize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -42,6 +42,13 @@ def row_normalize(m: sp.spmatrix) -> sp.csr_matrix:
     total = np.asarray(m.sum(axis=1)).ravel()
     inv = np.divide(1.0, total, out=np.zeros_like(total), where=total > 0)
     return (sp.diags(inv.astype(np.float32)) @ m).tocsr()
+
+
+def fill_cold_items(items: torch.Tensor, has_history: torch.Tensor, cold_adj: torch.Tensor) -> torch.Tensor:
+    """Item vectors where items without training history (untrained ID parts) are replaced by the
+    `cold_adj`-weighted mean of their content neighbours' vectors (no gradient through those)."""
+    warm = items * has_history.unsqueeze(1).to(items.dtype)
+    return warm + cold_adj @ warm.detach()
 
 
 @dataclass

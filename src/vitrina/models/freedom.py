@@ -30,7 +30,6 @@ neighbours; they join neither graph, so the scores of trained items do not move.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -41,23 +40,8 @@ from torch.nn import functional as F
 
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import register
-from vitrina.models.content import MultimodalRecommender, row_normalize
-from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency
-
-
-def _torch_csr(m: sp.csr_matrix) -> torch.Tensor:
-    """A scipy CSR matrix as a float32 torch sparse CSR tensor (what the sparse products run on)."""
-    m = m.astype(np.float32).tocsr()
-    m.sort_indices()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(m.indptr.astype(np.int64)),
-            torch.from_numpy(m.indices.astype(np.int64)),
-            torch.from_numpy(m.data),
-            size=m.shape,
-            check_invariants=False,
-        )
+from vitrina.models.content import MultimodalRecommender, fill_cold_items, row_normalize
+from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency, torch_csr
 
 
 def modality_weights(names: Sequence[str], image_weight: float) -> dict[str, float]:
@@ -140,9 +124,9 @@ class Freedom(LightGCN, MultimodalRecommender):
     def _set_graphs(self, mm: sp.csr_matrix | None, cold: sp.csr_matrix | None) -> None:
         """Keep the scipy matrices (for the state) and their torch copies (for the products)."""
         if mm is not None:
-            self.mm_graph, self.mm_adj = mm.tocsr(), _torch_csr(mm)
+            self.mm_graph, self.mm_adj = mm.tocsr(), torch_csr(mm)
         if cold is not None:
-            self.cold_graph, self.cold_adj = cold.tocsr(), _torch_csr(cold)
+            self.cold_graph, self.cold_adj = cold.tocsr(), torch_csr(cold)
 
     # --- training ---------------------------------------------------------------------------
     def _init_training(self, data: Snapshot) -> None:
@@ -186,32 +170,22 @@ class Freedom(LightGCN, MultimodalRecommender):
         """FREEDOM's sum of the LightGCN item embedding and the item–item convolution for items with
         training history; items without it are the weighted mean of their content neighbours."""
         users, items = super()._final_embeddings()  # LightGCN over self.adj
-        warm = (items + self._item_graph_part()) * self.has_history.unsqueeze(1).to(items.dtype)
-        return users, warm + self.cold_adj @ warm.detach()
+        return users, fill_cold_items(items + self._item_graph_part(), self.has_history, self.cold_adj)
 
     def _train_epoch(self, epoch: int) -> float:
-        self._cache = None
-        full, self.adj = self.adj, self._pruned_adjacency()
-        total, n = 0.0, 0
+        full, self.adj = self.adj, self._pruned_adjacency()  # this epoch's pruned user–item graph
         try:
-            for users, pos, neg in self.sampler.epoch():
-                u, i, j = (torch.from_numpy(a) for a in (users, pos, neg))
-                user_all, item_all = self._final_embeddings()
-                ue, ie, je = user_all[u], item_all[i], item_all[j]
-                loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
-                if self.modality_weight > 0:
-                    loss = loss + self.modality_weight * self._modality_loss(ue, pos, neg)
-                if self.reg > 0:  # BPR's L2 on the batch's free embeddings
-                    loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.item() * len(u)
-                n += len(u)
+            return super()._train_epoch(epoch)
         finally:
             self.adj = full
             self._cache = None
-        return total / max(1, n)
+
+    def _batch_loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        user_all, item_all = self._final_embeddings()
+        loss, ue = self._pairwise_loss(u, i, j, user_all, item_all)
+        if self.modality_weight > 0:
+            loss = loss + self.modality_weight * self._modality_loss(ue, i.numpy(), j.numpy())
+        return loss
 
     def _modality_loss(self, ue: torch.Tensor, pos: np.ndarray, neg: np.ndarray) -> torch.Tensor:
         """Sum over modalities of BPR with the projected features as items, on the triples whose

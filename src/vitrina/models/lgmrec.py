@@ -32,9 +32,8 @@ from torch.nn import functional as F
 from vitrina.data.snapshot import Snapshot
 from vitrina.fusion.align import info_nce
 from vitrina.models.base import register
-from vitrina.models.content import MultimodalRecommender, row_normalize
-from vitrina.models.freedom import _torch_csr
-from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency
+from vitrina.models.content import MultimodalRecommender, fill_cold_items, row_normalize
+from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency, torch_csr
 
 
 @register
@@ -116,7 +115,7 @@ class LGMRec(LightGCN, MultimodalRecommender):
 
     def _set_interactions(self, train: sp.csr_matrix) -> None:
         """The user × item 0/1 matrix (sums over a user's items) and the cold items' neighbour rows."""
-        self.interactions = _torch_csr((train > 0).astype(np.float32))
+        self.interactions = torch_csr((train > 0).astype(np.float32))
         # Per user, how many of their items have each modality (constant: computed once, not per batch).
         self.modality_counts = {
             m: self.interactions @ torch.from_numpy(x.mask).float().unsqueeze(1) for m, x in self.content.items()
@@ -125,7 +124,7 @@ class LGMRec(LightGCN, MultimodalRecommender):
         warm = np.flatnonzero(self.has_history.numpy())
         weights = {m: 1.0 / len(self.content) for m in self.content}
         graph = row_normalize(self.content_knn_graph(cold, warm, self.cold_k, weights, symmetric=False))
-        self.cold_graph, self.cold_adj = graph, _torch_csr(graph)
+        self.cold_graph, self.cold_adj = graph, torch_csr(graph)
 
     # --- the three views -------------------------------------------------------------------------
     def _dependencies(self, m: str, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,37 +167,29 @@ class LGMRec(LightGCN, MultimodalRecommender):
 
     def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         users, items, _ = self._views()
-        return users, self._with_cold_items(items)
-
-    def _with_cold_items(self, items: torch.Tensor) -> torch.Tensor:
-        warm = items * self.has_history.unsqueeze(1).to(items.dtype)
-        return warm + self.cold_adj @ warm.detach()
+        return users, fill_cold_items(items, self.has_history, self.cold_adj)
 
     # --- training ----------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> float:
-        self._cache = None
-        self.training = True
-        total, n = 0.0, 0
+        self.training = True  # Gumbel noise and hyperedge-link dropout
         try:
-            for users, pos, neg in self.sampler.epoch():
-                u, i, j = (torch.from_numpy(a) for a in (users, pos, neg))
-                user_all, item_all, views = self._views()
-                item_all = self._with_cold_items(item_all)
-                ue, ie, je = user_all[u], item_all[i], item_all[j]
-                loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
-                if self.cl_weight > 0 and len(views) > 1:
-                    loss = loss + self.cl_weight * self._contrast(views, u, i)
-                if self.reg > 0:  # L2 on the batch's final vectors
-                    loss = loss + self.reg * (ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum()) / (2 * len(u))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                total += loss.item() * len(u)
-                n += len(u)
+            return super()._train_epoch(epoch)
         finally:
             self.training = False
             self._cache = None
-        return total / max(1, n)
+
+    def _batch_loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        user_all, item_all, views = self._views()
+        loss, _ = self._pairwise_loss(u, i, j, user_all, fill_cold_items(item_all, self.has_history, self.cold_adj))
+        if self.cl_weight > 0 and len(views) > 1:
+            loss = loss + self.cl_weight * self._contrast(views, u, i)
+        return loss
+
+    def _penalty(
+        self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, ue: torch.Tensor, ie: torch.Tensor, je: torch.Tensor
+    ) -> torch.Tensor:
+        """L2 on the batch's final vectors (as LGMRec), not on the free ID embeddings."""
+        return ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum()
 
     def _contrast(
         self, views: dict[str, tuple[torch.Tensor, torch.Tensor]], u: torch.Tensor, i: torch.Tensor

@@ -17,6 +17,21 @@ from vitrina.models.base import register
 from vitrina.models.bpr import BPR
 
 
+def torch_csr(m: sp.spmatrix) -> torch.Tensor:
+    """A scipy sparse matrix as a float32 torch sparse CSR tensor (what the sparse products run on)."""
+    m = m.astype(np.float32).tocsr()
+    m.sort_indices()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(m.indptr.astype(np.int64)),
+            torch.from_numpy(m.indices.astype(np.int64)),
+            torch.from_numpy(m.data),
+            size=m.shape,
+            check_invariants=False,
+        )
+
+
 def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     """Symmetric-normalised adjacency of the bipartite graph as a torch sparse CSR tensor."""
     r = (train > 0).astype(np.float32)
@@ -24,18 +39,7 @@ def normalized_adjacency(train: sp.csr_matrix) -> torch.Tensor:
     deg = np.asarray(adj.sum(axis=1)).ravel()
     inv_sqrt = np.zeros_like(deg)
     inv_sqrt[deg > 0] = deg[deg > 0] ** -0.5
-    norm = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
-    norm = norm.tocsr().astype(np.float32)
-    norm.sort_indices()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(norm.indptr.astype(np.int64)),
-            torch.from_numpy(norm.indices.astype(np.int64)),
-            torch.from_numpy(norm.data),
-            size=norm.shape,
-            check_invariants=False,
-        )
+    return torch_csr(sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt))
 
 
 class _SymmetricSpMM(torch.autograd.Function):
