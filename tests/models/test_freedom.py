@@ -1,11 +1,9 @@
 """FREEDOM: frozen content kNN graph + pruned user–item graph learns, masks, new items, save/load."""
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
+from model_checks import assert_reloads_identically
 from synthetic import clustered_dataset
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
@@ -20,15 +18,6 @@ def group_features(groups: np.ndarray, rng: np.random.Generator, dim: int = 8) -
     """A second modality that also encodes the item's group (another basis, more noise)."""
     basis = rng.normal(0, 1, (N_GROUPS, dim)).astype(np.float32)
     return basis[groups] + rng.normal(0, 0.3, (len(groups), dim)).astype(np.float32)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread skips the OpenMP hand-offs that dominate on a busy 2-core CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -85,13 +74,7 @@ def test_modality_weights() -> None:
 
 
 def test_save_load_gives_identical_scores(model: Freedom, tmp_path) -> None:
-    model.save(tmp_path / "m")
-    back = Recommender.load(tmp_path / "m")
-    assert type(back) is Freedom and back.params == model.params
-    users = np.arange(30)
-    assert np.array_equal(back.score(users), model.score(users))
-    assert back.recommend("u3", k=5) == model.recommend("u3", k=5)
-    assert np.array_equal(back.session_scores([1, 2]), model.session_scores([1, 2]))
+    assert_reloads_identically(model, tmp_path / "m")
 
 
 def test_new_items_are_recommendable_without_retraining(snap: Snapshot, model: Freedom, tmp_path) -> None:

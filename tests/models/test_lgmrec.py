@@ -1,11 +1,10 @@
 """LGMRec-style model: learns, masks, cross-modal contrast, cold items, new items, save/load."""
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 
+from model_checks import assert_reloads_identically
 from synthetic import two_modality_dataset
 from vitrina.data.snapshot import Snapshot
 from vitrina.evaluation import Evaluator
@@ -14,14 +13,6 @@ from vitrina.models.lgmrec import LGMRec
 
 PARAMS = {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256, "cold_k": 5}
 N_GROUPS = 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +61,7 @@ def test_cross_modal_contrast_pulls_the_two_hypergraph_views_together(snap: Snap
 
 
 def test_save_load_gives_identical_scores(model: LGMRec, tmp_path) -> None:
-    model.save(tmp_path / "m")
-    back = Recommender.load(tmp_path / "m")
-    assert type(back) is LGMRec and back.params == model.params
-    users = np.arange(30)
-    assert np.array_equal(back.score(users), model.score(users))
-    assert back.recommend("u3", k=5) == model.recommend("u3", k=5)
-    assert np.array_equal(back.session_scores([1, 2]), model.session_scores([1, 2]))
+    assert_reloads_identically(model, tmp_path / "m")
 
 
 def test_new_items_are_recommendable_without_retraining(snap: Snapshot, model: LGMRec, tmp_path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -31,15 +30,6 @@ def _copy(model: Recommender) -> MMN:
         back = Recommender.load(model.save(tmp))
     assert isinstance(back, MMN)
     return back
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Networks this small train several times faster on one thread than on threads that wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from model_checks import assert_reloads_identically
 from synthetic import clustered_dataset
 from vitrina.data.idmap import UnknownIdError
 from vitrina.data.snapshot import Snapshot
@@ -50,12 +51,7 @@ def test_personalised_models_beat_popularity(name: str, snap: Snapshot, fitted: 
 @pytest.mark.parametrize("name", list(FAST))
 def test_save_load_gives_identical_scores(name: str, fitted: dict, tmp_path) -> None:
     model = fitted[name]
-    model.save(tmp_path / name)
-    back = Recommender.load(tmp_path / name)
-    assert type(back) is type(model) and back.params == model.params
-    users = np.arange(20)
-    assert np.array_equal(back.score(users), model.score(users))
-    assert back.recommend("u3", k=5) == model.recommend("u3", k=5)
+    back = assert_reloads_identically(model, tmp_path / name, n_users=20)
     assert back.report.best_epoch == model.report.best_epoch
 
 
