@@ -192,12 +192,13 @@ def markdown_table(dataset: str, results: list[RunResult], split: str = "officia
 
 
 def write_json(path: Path, dataset: str, split: str, results: list[RunResult], snap_stats: dict[str, Any]) -> None:
+    published, source = published_for(dataset, split)
     payload = {
         "dataset": dataset,
         "split": split,
         "snapshot": snap_stats,
-        "published": {m: {"recall@20": v[0], "ndcg@20": v[1]} for m, v in published_for(dataset, split)[0].items()},
-        "published_source": published_for(dataset, split)[1],
+        "published": {m: {"recall@20": v[0], "ndcg@20": v[1]} for m, v in published.items()},
+        "published_source": source,
         "results": [
             {
                 "model": r.model,
