@@ -18,7 +18,9 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="The real datasets in the data folder.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_args_is_help=True)
+search_app = typer.Typer(help="Search the database's items: build, query and check the indexes.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(search_app, name="search")
 app.add_typer(bench_app, name="bench")
 
 ParamOpt = Annotated[
@@ -481,6 +483,122 @@ def bench_similar(
     typer.echo(similar.table(result))
     if out is not None:
         typer.echo(f"\nwrote {similar.write_json(out, result)}")
+
+
+IndexOpt = Annotated[Path | None, typer.Option("--index", help="index folder (default: <output_dir>/search)")]
+
+
+def _search_parts(cfg: Config, index: Path | None):
+    from vitrina.data.storage import Storage
+    from vitrina.search.engine import SearchSettings
+
+    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage.create_schema()
+    return storage, SearchSettings.from_config(cfg), index or cfg.output_dir / "search"
+
+
+@search_app.command("build")
+def search_build(
+    ctx: typer.Context,
+    index: IndexOpt = None,
+    semantic: Annotated[bool, typer.Option(help="also embed item texts for semantic search")] = True,
+) -> None:
+    """Index every item in the database: full-text (inside the database) and text vectors (files)."""
+    from vitrina.features.text_encoders import text_encoder_from_config
+    from vitrina.search.engine import SearchEngine
+
+    cfg = _config(ctx)
+    try:
+        storage, settings, folder = _search_parts(cfg, index)
+        encoder = text_encoder_from_config(cfg) if semantic else None
+        engine = SearchEngine.build(storage, encoder, settings)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    engine.save(folder)
+    typer.echo(json.dumps({"items": len(engine.catalog), "modes": engine.modes(), "index": str(folder)}))
+
+
+def _open_engine(cfg: Config, index: Path | None):
+    from vitrina.features.text_encoders import text_encoder_from_config
+    from vitrina.search.engine import SearchEngine
+
+    storage, settings, folder = _search_parts(cfg, index)
+    if not (folder / "search.json").exists():
+        _fail(f"no search index in {folder}: run `vitrina search build` first")
+    info = json.loads((folder / "search.json").read_text())
+    encoder = text_encoder_from_config(cfg, info["text_encoder"]["name"]) if info.get("text_encoder") else None
+    return storage, SearchEngine.load(folder, storage, encoder, settings)
+
+
+@search_app.command("query")
+def search_query(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="what the shopper typed")],
+    mode: Annotated[str, typer.Option(help="lexical | semantic | hybrid")] = "hybrid",
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="category=..., brand=..., price_min=..., price_max=..., attributes.KEY=..."),
+    ] = None,
+    page: Annotated[int, typer.Option(help="1-based page")] = 1,
+    page_size: Annotated[int, typer.Option(help="results per page")] = 10,
+    index: IndexOpt = None,
+) -> None:
+    """One page of results with facets, as JSON."""
+    from vitrina.search.engine import SearchError
+    from vitrina.search.filters import FilterError
+
+    cfg = _config(ctx)
+    filters: dict[str, object] = {}
+    for pair in filter_ or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            _fail(f"--filter expects key=value, got '{pair}'")
+        filters.setdefault(key, []).append(value)  # type: ignore[union-attr]
+    try:
+        _, engine = _open_engine(cfg, index)
+        for bound in ("price_min", "price_max"):
+            if bound in filters:
+                filters[bound] = filters[bound][-1]  # type: ignore[index]
+        response = engine.search(text, mode, filters, page=page, page_size=page_size)
+    except (SearchError, FilterError, ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
+
+
+@search_app.command("check")
+def search_check(ctx: typer.Context, index: IndexOpt = None) -> None:
+    """Compare the indexes with the items table; exit 1 when they disagree."""
+    cfg = _config(ctx)
+    storage, engine = _open_engine(cfg, index)
+    report = engine.check(storage)
+    typer.echo(json.dumps(report, indent=2))
+    if any(ids for parts in report.values() for ids in parts.values()):
+        raise typer.Exit(1)
+
+
+@bench_app.command("search")
+def bench_search(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="named dataset with graded query judgments")] = "search-homedepot",
+    modes: Annotated[str, typer.Option(help="comma-separated: lexical,semantic,hybrid")] = "lexical,semantic,hybrid",
+    latency_queries: Annotated[int, typer.Option(help="queries timed end to end per mode")] = 1000,
+    scale_items: Annotated[int, typer.Option(help="catalogue size of the scaled latency run")] = 100_000,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """NDCG@10, Recall@10, re-ranking NDCG@10 and p50/p99 latency of each search mode."""
+    from vitrina.bench import search
+    from vitrina.bench.featurize import write_json
+
+    cfg = _config(ctx)
+    try:
+        result = search.run(
+            cfg, dataset, [m.strip() for m in modes.split(",") if m.strip()], latency_queries, scale_items
+        )
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(search.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {write_json(out, result)}")
 
 
 @app.command()

@@ -1,0 +1,228 @@
+"""`vitrina bench search`: retrieval quality and latency of lexical, semantic and hybrid search.
+
+search-homedepot: every product title (54,667 items) is indexed; each distinct query (11,795)
+retrieves from all of them. NDCG@10 uses the graded relevance (gain = the 1-3 grade; an unjudged
+item gains 0; the ideal ranks the query's judged items by grade); Recall@10 counts the products
+graded ≥ 2.5 (queries without one are left out of it). Re-ranking NDCG@10 orders only each query's
+judged candidates by the mode's score (lexical: BM25, 0 when the query words miss; semantic: the
+cosine; hybrid: the same fusion over those two candidate rankings). Nothing is tuned here: every
+mode runs on the `[search]` defaults.
+
+Latency is end to end per query (`SearchEngine.search`: query encoding, retrieval, fusion, facets,
+one page of 10) over `latency_queries` queries drawn at random (seeded), on the real catalogue and
+on one scaled to `scale_items` by repeating real items: a copy's title has one word dropped and two
+swapped, and its text vector is the source item's plus Gaussian noise (not re-encoded); the README
+says so next to the numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from vitrina.config import Config
+from vitrina.data.datasets import load_dataset
+from vitrina.data.schema import columns
+from vitrina.data.storage import Storage
+from vitrina.features.encoder import l2_normalize
+from vitrina.features.featurize import featurize
+from vitrina.features.text_encoders import text_encoder_from_config
+from vitrina.search.engine import MODES, SearchEngine, SearchSettings
+from vitrina.search.filters import Filters
+from vitrina.search.rank_fusion import fuse
+
+__all__ = ["graded_ndcg", "run", "scaled_catalog", "table"]
+
+K = 10
+RELEVANT_GRADE = 2.5
+DEPTH = 100
+
+
+def graded_ndcg(ranked: Sequence[str], grades: dict[str, float], k: int = K) -> float:
+    """NDCG@k with linear gains (the grade; unjudged 0) over an ideal of the judged grades."""
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    gains = np.array([grades.get(i, 0.0) for i in ranked[:k]])
+    ideal = np.sort(np.fromiter(grades.values(), float))[::-1][:k]
+    best = float((ideal * discount[: len(ideal)]).sum())
+    return float((gains * discount[: len(gains)]).sum()) / best if best > 0 else 0.0
+
+
+def _open_storage(cfg: Config, name: str, items: pd.DataFrame) -> Storage:
+    """A database of the catalogue under the cache folder, rewritten only when its items differ."""
+    path = Path(cfg.cache_dir) / "search" / f"{name}.sqlite"
+    storage = Storage(f"sqlite:///{path}")
+    storage.create_schema()
+    if storage.counts()["items"] != len(items):
+        storage.delete_all()
+        storage.write("items", items[columns("items")], source=name)
+    return storage
+
+
+def scaled_catalog(
+    items: pd.DataFrame, vectors: np.ndarray, n_items: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The catalogue repeated up to `n_items`: see the module docstring for how copies differ."""
+    extra = n_items - len(items)
+    if extra <= 0:
+        return items, vectors
+    rng = np.random.default_rng(seed)
+    source = rng.integers(0, len(items), extra)
+    titles = []
+    for title in items["title"].fillna("").to_numpy()[source]:
+        words = str(title).split()
+        if len(words) > 2:
+            words.pop(int(rng.integers(len(words))))
+            a, b = rng.choice(len(words), 2, replace=False)
+            words[a], words[b] = words[b], words[a]
+        titles.append(" ".join(words))
+    copies = items.iloc[source].copy()
+    copies["item_id"] = [f"copy{n}-{i}" for n, i in enumerate(copies["item_id"])]
+    copies["title"] = titles
+    noise = rng.normal(0.0, 0.02, (extra, vectors.shape[1])).astype(np.float32)
+    return (
+        pd.concat([items, copies], ignore_index=True),
+        np.concatenate([vectors, l2_normalize(vectors[source] + noise)]),
+    )
+
+
+def _engine(cfg: Config, name: str, items: pd.DataFrame, vectors: np.ndarray, encoder: Any) -> SearchEngine:
+    storage = _open_storage(cfg, name, items)
+    by_id = dict(zip(items["item_id"].astype(str), range(len(items)), strict=True))
+    settings = SearchSettings.from_config(cfg)
+    return SearchEngine.build(
+        storage,
+        encoder,
+        settings,
+        text_vectors=lambda catalog: vectors[[by_id[i] for i in catalog["item_id"].astype(str)]],
+    )
+
+
+def _latency(engine: SearchEngine, queries: Sequence[str], modes: Sequence[str]) -> dict[str, tuple[float, float]]:
+    out = {}
+    for mode in modes:
+        engine.search(queries[0], mode)  # warm: first-use loads (jieba, vocabulary)
+        times = []
+        for q in tqdm(queries, desc=f"latency {mode}", unit="query"):
+            start = time.perf_counter()
+            engine.search(q, mode, page_size=K)
+            times.append((time.perf_counter() - start) * 1000)
+        out[mode] = (float(np.percentile(times, 50)), float(np.percentile(times, 99)))
+    return out
+
+
+def run(
+    cfg: Config,
+    dataset: str,
+    modes: Sequence[str] = MODES,
+    latency_queries: int = 1000,
+    scale_items: int = 100_000,
+) -> dict[str, Any]:
+    if dataset != "search-homedepot":
+        raise ValueError(f"bench search runs on search-homedepot (graded judgments); got {dataset!r}")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown search mode(s) {unknown}; known: {', '.join(MODES)}")
+    raw = load_dataset(dataset, cfg.data_dir)
+    features, _ = featurize(cfg, raw, ("text",), progress=True)
+    vectors, _ = features["text"].aligned(raw.items["item_id"].astype(str).to_numpy())
+    encoder = text_encoder_from_config(cfg)
+    engine = _engine(cfg, dataset, raw.items, vectors, encoder)
+
+    judged = raw.extras["judgments"]
+    grades = judged.groupby("query", sort=False)[["item_id", "relevance"]].apply(
+        lambda g: dict(zip(g["item_id"].astype(str), g["relevance"].astype(float), strict=True))
+    )
+    queries = grades.index.tolist()
+    query_vectors = encoder.encode_queries(queries, batch_size=256, progress=True)
+    none = Filters()
+    lists: dict[str, list[list[tuple[str, float]]]] = {"lexical": [], "semantic": []}
+    for q, v in tqdm(zip(queries, query_vectors, strict=True), total=len(queries), desc="retrieve", unit="query"):
+        lists["lexical"].append(engine.retrieve("lexical", q, DEPTH, none))
+        lists["semantic"].append(engine.retrieve("semantic", q, DEPTH, none, vector=v[None]))
+    s = engine.settings
+    lists["hybrid"] = [
+        fuse({"lexical": lex, "semantic": sem}, s.weights, s.fusion, s.rrf_k)
+        for lex, sem in zip(lists["lexical"], lists["semantic"], strict=True)
+    ]
+
+    rerank: dict[str, list[float]] = {m: [] for m in MODES}
+    assert engine.text_index is not None
+    for q, v in tqdm(zip(queries, query_vectors, strict=True), total=len(queries), desc="re-rank", unit="query"):
+        candidates = list(grades[q])
+        bm25 = engine.lexical.score(q, candidates)
+        cosine = {i: float(engine.text_index.vector(i) @ v) for i in candidates}
+        ranked = {
+            "lexical": sorted(candidates, key=lambda i: -bm25.get(i, 0.0)),
+            "semantic": sorted(candidates, key=lambda i: -cosine[i]),
+        }
+        fused = fuse(
+            {
+                "lexical": [(i, bm25[i]) for i in ranked["lexical"] if i in bm25],
+                "semantic": [(i, cosine[i]) for i in ranked["semantic"]],
+            },
+            s.weights,
+            s.fusion,
+            s.rrf_k,
+        )
+        ranked["hybrid"] = [i for i, _ in fused]
+        for mode in MODES:
+            rerank[mode].append(graded_ndcg(ranked[mode], grades[q]))
+
+    rng = np.random.default_rng(cfg.seed)
+    sample = [queries[i] for i in rng.choice(len(queries), min(latency_queries, len(queries)), replace=False)]
+    latency = _latency(engine, sample, modes)
+    big_items, big_vectors = scaled_catalog(raw.items, vectors, scale_items, cfg.seed)
+    big = _engine(cfg, f"{dataset}-{len(big_items)}", big_items, big_vectors, encoder)
+    latency_big = _latency(big, sample, modes)
+
+    results = []
+    for mode in modes:
+        ndcgs, recalls = [], []
+        for q, found in zip(queries, lists[mode], strict=True):
+            top = [i for i, _ in found[:K]]
+            ndcgs.append(graded_ndcg(top, grades[q]))
+            relevant = {i for i, g in grades[q].items() if g >= RELEVANT_GRADE}
+            if relevant:
+                recalls.append(len(relevant.intersection(top)) / len(relevant))
+        results.append(
+            {
+                "mode": mode,
+                "ndcg@10": float(np.mean(ndcgs)),
+                "recall@10": float(np.mean(recalls)),
+                "rerank_ndcg@10": float(np.mean(rerank[mode])),
+                "p50_ms": latency[mode][0],
+                "p99_ms": latency[mode][1],
+                "p50_ms_scaled": latency_big[mode][0],
+                "p99_ms_scaled": latency_big[mode][1],
+            }
+        )
+    return {
+        "dataset": dataset,
+        "items": len(raw.items),
+        "queries": len(queries),
+        "queries_with_relevant": int(sum(any(g >= RELEVANT_GRADE for g in grades[q].values()) for q in queries)),
+        "scaled_items": len(big_items),
+        "latency_queries": len(sample),
+        "text_encoder": encoder.name,
+        "settings": {"fusion": s.fusion, "rrf_k": s.rrf_k, "weights": dict(s.weights), "candidates": DEPTH},
+        "results": results,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    head = "| mode | NDCG@10 | Recall@10 (≥2.5) | re-rank NDCG@10 | p50 / p99 ms | p50 / p99 ms at {n} |".format(
+        n=f"{result['scaled_items']:,}"
+    )
+    lines = [head, "|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        lines.append(
+            f"| {r['mode']} | {r['ndcg@10']:.4f} | {r['recall@10']:.4f} | {r['rerank_ndcg@10']:.4f} | "
+            f"{r['p50_ms']:.1f} / {r['p99_ms']:.1f} | {r['p50_ms_scaled']:.1f} / {r['p99_ms_scaled']:.1f} |"
+        )
+    return "\n".join(lines)
