@@ -258,7 +258,9 @@ class LexicalIndex:
         else:
             docs = sa.table(_PG, sa.column("item_id"), sa.column("doc"))
             q = sa.func.to_tsquery("simple", expression)
-            classes = {c: max(w for f, w in self.weights.items() if _PG_CLASS[f] == c) for c in "ABCD"}
+            # ts_rank takes class weights in [0, 1]: the field weights over their maximum.
+            top = max(self.weights.values()) or 1.0
+            classes = {c: max(w for f, w in self.weights.items() if _PG_CLASS[f] == c) / top for c in "ABCD"}
             array = sa.literal_column(f"ARRAY[{classes['D']}, {classes['C']}, {classes['B']}, {classes['A']}]::real[]")
             rank = sa.func.ts_rank(array, docs.c.doc, q)
             stmt = sa.select(docs.c.item_id, rank.label("score")).where(docs.c.doc.op("@@")(q))
