@@ -108,5 +108,5 @@ def test_bad_requests_are_refused_clearly(engine: SearchEngine, kwargs: dict, er
 def test_lexical_only_engine_explains_missing_modes(shop: Storage) -> None:
     engine = SearchEngine.build(shop)
     assert engine.modes() == ("lexical",)
-    with pytest.raises(SearchError, match="no text vector index"):
+    with pytest.raises(SearchError, match="built without what it needs"):
         engine.search("drill", "semantic")

@@ -152,11 +152,11 @@ def run(
     ]
 
     rerank: dict[str, list[float]] = {m: [] for m in MODES}
-    assert engine.text_index is not None
+    semantic = engine.vectors["semantic"].index
     for q, v in tqdm(zip(queries, query_vectors, strict=True), total=len(queries), desc="re-rank", unit="query"):
         candidates = list(grades[q])
         bm25 = engine.lexical.score(q, candidates)
-        cosine = {i: float(engine.text_index.vector(i) @ v) for i in candidates}
+        cosine = {i: float(semantic.vector(i) @ v) for i in candidates}
         ranked = {
             "lexical": sorted(candidates, key=lambda i: -bm25.get(i, 0.0)),
             "semantic": sorted(candidates, key=lambda i: -cosine[i]),

@@ -13,6 +13,7 @@ full-text index lives in the database and the vector index in files (`save`/`loa
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -24,8 +25,11 @@ import numpy as np
 import pandas as pd
 
 from vitrina.data.storage import Storage
+from vitrina.features.encoder import Encoder
+from vitrina.features.image_io import ImageError
 from vitrina.features.text import item_text
 from vitrina.features.text_encoder_base import TextEncoder
+from vitrina.fusion.align import ContrastiveAligner
 from vitrina.search.filters import Filters, facet_counts
 from vitrina.search.lexical import LexicalIndex, stale_rows
 from vitrina.search.rank_fusion import FUSIONS, fuse, minmax
@@ -41,8 +45,9 @@ __all__ = [
     "recommender_personalizer",
 ]
 
-# Retrievers a text query can use; "hybrid" fuses the lexical and semantic ones.
-MODES = ("lexical", "semantic", "hybrid")
+# "hybrid" fuses the text retrievers (lexical, semantic, text-image) and, given a photo, the image one;
+# "voice" transcribes a clip and searches the transcript as hybrid.
+MODES = ("lexical", "semantic", "text-image", "image", "voice", "hybrid")
 # Personal scorer: (user id, candidate item ids) -> one score per candidate, or None for an unknown user.
 Personalizer = Callable[[str, Sequence[str]], np.ndarray | None]
 
@@ -58,7 +63,9 @@ class SearchSettings:
     candidates: int = 100
     fusion: str = "rrf"
     rrf_k: float = 60.0
-    weights: Mapping[str, float] = field(default_factory=lambda: {"lexical": 1.0, "semantic": 1.0})
+    weights: Mapping[str, float] = field(
+        default_factory=lambda: {"lexical": 1.0, "semantic": 1.0, "text-image": 0.5, "image": 1.0}
+    )
     field_weights: Mapping[str, float] = field(default_factory=dict)
     text_fields: tuple[str, ...] = ("title", "description", "category_path", "brand")
     personal_weight: float = 0.3
@@ -66,6 +73,7 @@ class SearchSettings:
     facet_attributes: tuple[str, ...] = ()
     max_query_chars: int = 500
     max_page_size: int = 100
+    max_upload_bytes: int = 10_000_000
     prefix_max_tokens: int = 3
     typo_tolerance: bool = True
     hnsw_m: int = 32
@@ -113,6 +121,8 @@ class SearchResponse:
     facets: dict[str, dict[str, int]]
     # Query words the lexical retriever widened to a known word (typo tolerance).
     corrections: dict[str, str] = field(default_factory=dict)
+    # What the speech recogniser heard (voice queries).
+    transcript: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,7 +134,35 @@ class SearchResponse:
             "hits": [vars(h) for h in self.hits],
             "facets": self.facets,
             "corrections": self.corrections,
+            "transcript": self.transcript,
         }
+
+
+@dataclass
+class VectorRetriever:
+    """A vector index of items and how a query (text or photo) becomes a vector in its space."""
+
+    index: VectorIndex
+    takes: str  # "text" or "photo"
+    embed: Callable[[Any], np.ndarray]
+
+
+@dataclass
+class Models:
+    """What turns queries and new items into vectors; None where the engine lacks that part."""
+
+    text_encoder: TextEncoder | None = None
+    image_encoder: Encoder | None = None
+    aligner: ContrastiveAligner | None = None
+    recognizer: Any = None  # anything with transcribe(audio) -> Transcript (features.speech)
+
+
+def _photo(paths: Any, root: Path | None) -> str | None:
+    """The first photo path of an item, resolved against the catalogue's image folder."""
+    if not isinstance(paths, list | tuple) or not paths:
+        return None
+    path = Path(str(paths[0]))
+    return str(path if path.is_absolute() or root is None else root / path)
 
 
 class SearchEngine:
@@ -134,16 +172,35 @@ class SearchEngine:
         self,
         catalog: pd.DataFrame,
         lexical: LexicalIndex,
-        text_index: VectorIndex | None = None,
-        text_encoder: TextEncoder | None = None,
+        indexes: Mapping[str, VectorIndex] | None = None,
+        models: Models | None = None,
         settings: SearchSettings | None = None,
+        image_root: str | Path | None = None,
     ) -> None:
-        if (text_index is None) != (text_encoder is None):
-            raise ValueError("a text index needs its text encoder (and the reverse)")
         self.settings = settings or SearchSettings()
         self.lexical = lexical
-        self.text_index, self.text_encoder = text_index, text_encoder
+        self.models = models or Models()
+        self.image_root = Path(image_root) if image_root else None
+        self.vectors: dict[str, VectorRetriever] = {}
+        for name, index in (indexes or {}).items():
+            self.vectors[name] = self._retriever(name, index)
         self._set_catalog(catalog)
+
+    def _retriever(self, name: str, index: VectorIndex) -> VectorRetriever:
+        m = self.models
+        need = {"semantic": ("text encoder", m.text_encoder), "image": ("image encoder", m.image_encoder)}
+        need["text-image"] = ("aligner and text encoder", m.aligner if m.text_encoder is not None else None)
+        if name not in need:
+            raise ValueError(f"unknown vector index {name!r}; known: {', '.join(need)}")
+        what, model = need[name]
+        if model is None:
+            raise ValueError(f"the {name!r} index needs its {what}")
+        if name == "semantic":
+            return VectorRetriever(index, "text", lambda q: m.text_encoder.encode_queries([q]))
+        if name == "image":
+            return VectorRetriever(index, "photo", lambda photo: m.image_encoder.encode([photo]))
+        # Item texts trained the aligner's text head, so a query is embedded as a passage too.
+        return VectorRetriever(index, "text", lambda q: m.aligner.embed_text(m.text_encoder.encode([q])))
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -151,26 +208,68 @@ class SearchEngine:
     def build(
         cls,
         storage: Storage,
-        text_encoder: TextEncoder | None = None,
+        models: Models | TextEncoder | None = None,
         settings: SearchSettings | None = None,
         text_vectors: Callable[[pd.DataFrame], np.ndarray] | None = None,
+        image_vectors: Callable[[pd.DataFrame], tuple[np.ndarray, np.ndarray]] | None = None,
+        image_root: str | Path | None = None,
     ) -> SearchEngine:
-        """Index every item of the database: the full-text index (in the database) and, with an
-        encoder, the vector index of item texts. `text_vectors(catalog)` supplies the item vectors
-        in catalogue row order (e.g. from the feature store); by default the encoder embeds them."""
+        """Index every item of the database: the full-text index (in the database) and a vector
+        index per model given (item texts with the text encoder; photos with the image encoder;
+        photos in the aligner's joint space for text -> image). `text_vectors(catalog)` and
+        `image_vectors(catalog)` -> (vectors, has-photo mask) supply item vectors in catalogue row
+        order (e.g. from the feature store); by default the encoders embed the items."""
         settings = settings or SearchSettings()
+        models = models if isinstance(models, Models) else Models(text_encoder=models)
         catalog = storage.read("items")
         lexical = cls._lexical(storage, settings)
         lexical.build(catalog)
-        text_index = None
-        if text_encoder is not None:
-            text_index = cls._vector_index(text_encoder.dim, settings)
+        ids = np.array(catalog["item_id"].astype(str).tolist(), dtype=object)
+        indexes: dict[str, VectorIndex] = {}
+        if models.text_encoder is not None:
             if text_vectors is not None:
                 vectors = text_vectors(catalog)
             else:
-                vectors = text_encoder.encode(item_text(catalog, settings.text_fields), progress=True)
-            text_index.add(catalog["item_id"].astype(str).tolist(), vectors)
-        return cls(catalog, lexical, text_index, text_encoder, settings)
+                vectors = models.text_encoder.encode(item_text(catalog, settings.text_fields), progress=True)
+            indexes["semantic"] = cls._vector_index(vectors.shape[1], settings)
+            indexes["semantic"].add(list(ids), vectors)
+        if models.image_encoder is not None:
+            engine = cls(catalog, lexical, None, models, settings, image_root)
+            photos, has = image_vectors(catalog) if image_vectors else engine._encode_photos(catalog)
+            for name, rows in engine._photo_indexes(photos[has]).items():
+                indexes[name] = cls._vector_index(rows.shape[1], settings)
+                indexes[name].add(list(ids[has]), rows)
+        return cls(catalog, lexical, indexes, models, settings, image_root)
+
+    def _encode_photos(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Image vectors of the items' first photos; items without a readable photo are masked."""
+        assert self.models.image_encoder is not None
+        paths = [_photo(p, self.image_root) for p in items["image_paths"].tolist()]
+        has = np.array([p is not None and Path(p).is_file() for p in paths])
+        vectors = np.zeros((len(items), self.models.image_encoder.dim), dtype=np.float32)
+        if has.any():
+            present = [p for p, h in zip(paths, has, strict=True) if h]
+            encoder = self.models.image_encoder
+            policy = getattr(encoder, "on_error", None)
+            if policy is not None:  # a corrupt photo costs its item the photo indexes, not the build
+                encoder.on_error = "mask"
+            try:
+                vectors[has] = encoder.encode(present, progress=len(present) > 1000)
+            finally:
+                if policy is not None:
+                    encoder.on_error = policy
+            failed = getattr(encoder, "last_errors", {}) or {}
+            has[np.flatnonzero(has)[list(failed)]] = False
+        return vectors, has
+
+    def _photo_indexes(self, photos: np.ndarray) -> dict[str, np.ndarray]:
+        """Rows for the photo-based indexes: raw image vectors, and their aligned form."""
+        if not len(photos):
+            return {}
+        out = {"image": photos}
+        if self.models.aligner is not None and self.models.text_encoder is not None:
+            out["text-image"] = self.models.aligner.embed_image(photos)
+        return out
 
     @staticmethod
     def _lexical(storage: Storage, settings: SearchSettings) -> LexicalIndex:
@@ -191,14 +290,28 @@ class SearchEngine:
             exact_below=settings.exact_below,
         )
 
+    def _identity(self) -> dict[str, Any]:
+        m = self.models
+        out: dict[str, Any] = {}
+        for key, encoder in (("text_encoder", m.text_encoder), ("image_encoder", m.image_encoder)):
+            out[key] = {"name": encoder.name, "fingerprint": encoder.fingerprint()} if encoder is not None else None
+        return out
+
     def save(self, folder: str | Path) -> Path:
-        """The vector index and what loading needs to check; the full-text index stays in the database."""
+        """The vector indexes, the aligner and what loading needs to check; the full-text index
+        stays in the database."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        info: dict[str, Any] = {"text_encoder": None, "text_fields": list(self.settings.text_fields)}
-        if self.text_index is not None and self.text_encoder is not None:
-            self.text_index.save(folder / "text")
-            info["text_encoder"] = {"name": self.text_encoder.name, "fingerprint": self.text_encoder.fingerprint()}
+        for name, retriever in self.vectors.items():
+            retriever.index.save(folder / name)
+        if self.models.aligner is not None:
+            self.models.aligner.save(folder / "aligner")
+        info = {
+            **self._identity(),
+            "indexes": list(self.vectors),
+            "text_fields": list(self.settings.text_fields),
+            "image_root": str(self.image_root) if self.image_root else None,
+        }
         (folder / "search.json").write_text(json.dumps(info, indent=2))
         return folder
 
@@ -207,28 +320,31 @@ class SearchEngine:
         cls,
         folder: str | Path,
         storage: Storage,
-        text_encoder: TextEncoder | None = None,
+        models: Models | TextEncoder | None = None,
         settings: SearchSettings | None = None,
     ) -> SearchEngine:
-        """Open a saved engine on the database it was built from; the encoder must be the one it was
-        built with (same name and fingerprint), or the query vectors would not match the index."""
+        """Open a saved engine on the database it was built from; the encoders must be the ones it
+        was built with (same name and fingerprint), or query vectors would not match the index."""
         folder = Path(folder)
         info = json.loads((folder / "search.json").read_text())
-        settings = settings or SearchSettings()
-        saved = info.get("text_encoder")
-        text_index = None
-        if saved is not None:
-            if text_encoder is None:
-                raise ValueError(f"{folder} has a text index built with {saved['name']}: pass that encoder")
-            if (text_encoder.name, text_encoder.fingerprint()) != (saved["name"], saved["fingerprint"]):
+        models = models if isinstance(models, Models) else Models(text_encoder=models)
+        if (folder / "aligner").exists() and models.aligner is None:
+            models = dataclasses.replace(models, aligner=ContrastiveAligner.load(folder / "aligner"))
+        for key in ("text_encoder", "image_encoder"):
+            saved, given = info.get(key), getattr(models, key)
+            if saved is None:
+                models = dataclasses.replace(models, **{key: None})
+            elif given is None:
+                raise ValueError(f"{folder} has indexes built with {saved['name']}: pass that {key.replace('_', ' ')}")
+            elif (given.name, given.fingerprint()) != (saved["name"], saved["fingerprint"]):
                 raise ValueError(
-                    f"{folder} was built with text encoder {saved['name']}, not {text_encoder.name} "
+                    f"{folder} was built with {key.replace('_', ' ')} {saved['name']}, not {given.name} "
                     "(or with other settings): rebuild the index or use the same encoder"
                 )
-            text_index = VectorIndex.load(folder / "text")
-        else:
-            text_encoder = None
-        return cls(storage.read("items"), cls._lexical(storage, settings), text_index, text_encoder, settings)
+        indexes = {name: VectorIndex.load(folder / name) for name in info["indexes"]}
+        settings = settings or SearchSettings()
+        lexical = cls._lexical(storage, settings)
+        return cls(storage.read("items"), lexical, indexes, models, settings, info["image_root"])
 
     # -- catalogue --------------------------------------------------------------------------------
 
@@ -238,23 +354,42 @@ class SearchEngine:
         self._row = dict(zip(ids, range(len(ids)), strict=True))
         self._titles = self.catalog["title"].tolist()
         self._mask.cache_clear()
-        if self.text_index is not None:
-            self._text_rows = np.array([self._row.get(i, -1) for i in self.text_index.row_ids], dtype=np.int64)
+        # Catalogue row of each vector-index row (-1: not in the catalogue any more).
+        self._index_rows = {
+            name: np.array([self._row.get(i, -1) for i in r.index.row_ids], dtype=np.int64)
+            for name, r in self.vectors.items()
+        }
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one engine per process; cleared on every catalogue change
     def _mask(self, filters: Filters) -> np.ndarray:
         return filters.mask(self.catalog)
 
-    def upsert_items(self, items: pd.DataFrame, text_vectors: np.ndarray | None = None) -> None:
+    def upsert_items(
+        self,
+        items: pd.DataFrame,
+        text_vectors: np.ndarray | None = None,
+        image_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
         """Add or replace items (rows in schema columns, already written to the database) in every
-        index without a rebuild; their text is embedded here unless vectors are given."""
-        ids = items["item_id"].astype(str).tolist()
+        index without a rebuild. Their text and photos are embedded here unless vectors are given
+        (`image_vectors` = (vectors, has-photo mask)); an item whose photo is gone leaves the photo
+        indexes."""
+        ids = np.array(items["item_id"].astype(str).tolist(), dtype=object)
         self.lexical.upsert(items)
-        if self.text_index is not None and self.text_encoder is not None:
+        m = self.models
+        if "semantic" in self.vectors and m.text_encoder is not None:
             if text_vectors is None:
-                text_vectors = self.text_encoder.encode(item_text(items, self.settings.text_fields))
-            self.text_index.add(ids, text_vectors)
-        kept = self.catalog[~self.catalog["item_id"].astype(str).isin(ids)]
+                text_vectors = m.text_encoder.encode(item_text(items, self.settings.text_fields))
+            self.vectors["semantic"].index.add(list(ids), text_vectors)
+        if "image" in self.vectors:
+            photos, has = image_vectors if image_vectors is not None else self._encode_photos(items)
+            for name in ("image", "text-image"):
+                if name in self.vectors:
+                    index = self.vectors[name].index
+                    index.delete([i for i in ids[~has] if i in index.rows])
+            for name, rows in self._photo_indexes(photos[has]).items():
+                self.vectors[name].index.add(list(ids[has]), rows)
+        kept = self.catalog[~self.catalog["item_id"].astype(str).isin(set(ids))]
         self._set_catalog(pd.concat([kept, items[self.catalog.columns]], ignore_index=True))
 
     def delete_items(self, item_ids: Sequence[str]) -> None:
@@ -263,47 +398,61 @@ class SearchEngine:
         if unknown:
             raise KeyError(f"unknown item id {unknown[0]!r} ({len(unknown)} unknown)")
         self.lexical.delete(item_ids)
-        if self.text_index is not None:
-            self.text_index.delete([i for i in item_ids if i in self.text_index.rows])
+        for retriever in self.vectors.values():
+            retriever.index.delete([i for i in item_ids if i in retriever.index.rows])
         self._set_catalog(self.catalog[~self.catalog["item_id"].astype(str).isin(set(item_ids))])
 
     def check(self, storage: Storage) -> dict[str, dict[str, list[str]]]:
         """Differences between the indexes and the database's items: per index, the ids missing
         from it, those it still holds after their deletion, and (full-text) those whose text
-        changed since indexing. All lists empty means consistent."""
+        changed since indexing. All lists empty means consistent. Photo indexes hold only items
+        with a photo, so only their extra ids count."""
         items = storage.read("items")
         report = {"lexical": {k: v.tolist() for k, v in stale_rows(self.lexical.digests(), items).items()}}
-        if self.text_index is not None:
-            current, indexed = set(items["item_id"].astype(str)), set(self.text_index.rows)
-            report["semantic"] = {"missing": sorted(current - indexed), "extra": sorted(indexed - current)}
+        current = set(items["item_id"].astype(str))
+        for name, retriever in self.vectors.items():
+            indexed = set(retriever.index.rows)
+            report[name] = {"extra": sorted(indexed - current)}
+            if name == "semantic":
+                report[name]["missing"] = sorted(current - indexed)
         return report
 
     # -- querying ---------------------------------------------------------------------------------
 
     def modes(self) -> tuple[str, ...]:
-        return MODES if self.text_index is not None else ("lexical",)
+        """The modes this engine can serve, in `MODES` order."""
+        have = {"lexical", *self.vectors}
+        if self.models.recognizer is not None:
+            have.add("voice")
+        if have & {"semantic", "text-image", "image"}:
+            have.add("hybrid")
+        return tuple(m for m in MODES if m in have)
 
     def retrieve(
-        self, mode: str, query: str, k: int, filters: Filters, vector: np.ndarray | None = None
+        self, name: str, query: Any, k: int, filters: Filters, vector: np.ndarray | None = None
     ) -> list[tuple[str, float]]:
-        """One retriever's best `k` (item id, score) that pass the filters; `vector` is the query's
-        embedding when the caller already has it (batch evaluation)."""
-        if mode == "lexical":
+        """One retriever's best `k` (item id, score) that pass the filters. `query` is text, or a
+        photo (path or bytes) for "image"; `vector` is the query's embedding when the caller
+        already has it (batch evaluation)."""
+        if name == "lexical":
             return [(m.item_id, m.score) for m in self.lexical.search(query, k, filters)]
-        if mode == "semantic":
-            assert self.text_index is not None and self.text_encoder is not None
-            allowed = None
-            if filters:
-                rows = self._text_rows
-                allowed = (rows >= 0) & self._mask(filters)[np.maximum(rows, 0)]
-            if vector is None:
-                vector = self.text_encoder.encode_queries([query])
-            return self.text_index.search(vector, k, allowed)[0]
-        raise SearchError(f"unknown retriever {mode!r}")
+        retriever = self.vectors.get(name)
+        if retriever is None:
+            raise SearchError(f"no {name!r} index in this engine; available: {', '.join(self.modes())}")
+        allowed = None
+        if filters:
+            rows = self._index_rows[name]
+            allowed = (rows >= 0) & self._mask(filters)[np.maximum(rows, 0)]
+        if vector is None:
+            try:
+                vector = retriever.embed(query)
+            except ImageError as exc:
+                raise SearchError(f"the photo cannot be used: {exc}") from exc
+        return retriever.index.search(vector, k, allowed)[0]
 
     def search(
         self,
-        query: str,
+        query: str | None = None,
         mode: str = "hybrid",
         filters: Filters | Mapping[str, Any] | None = None,
         page: int = 1,
@@ -311,16 +460,44 @@ class SearchEngine:
         user_id: str | None = None,
         personalizer: Personalizer | None = None,
         fusion: str | None = None,
+        photo: bytes | str | None = None,
+        audio: bytes | str | None = None,
     ) -> SearchResponse:
-        """One page of results for a text query; see the module docstring for the steps."""
+        """One page of results for a text query, a photo ("image", or with text in "hybrid") or a
+        spoken query ("voice": transcribed, then searched as hybrid text); see the module docstring."""
         s = self.settings
-        query = self._check_request(query, mode, page, page_size)
+        self._check_page(mode, page, page_size)
         if not isinstance(filters, Filters):
             filters = Filters.parse(filters)
+        transcript = None
+        if mode == "voice":
+            query = transcript = self._transcribe(audio)
+        elif audio is not None:
+            raise SearchError(f"an audio query needs mode 'voice', not {mode!r}")
+        if photo is not None:
+            if mode not in ("image", "hybrid"):
+                raise SearchError(f"a photo query needs mode 'image' or 'hybrid', not {mode!r}")
+            self._check_upload("photo", photo)
+        text_needed = mode != "image" and not (mode == "hybrid" and photo is not None)
+        if query is not None or text_needed:
+            query = self._check_query(query)
+        payload: dict[str, Any] = {}
+        if mode in ("hybrid", "voice"):
+            if query is not None:
+                payload |= {n: query for n in ("lexical", "semantic", "text-image") if n in self.modes()}
+                payload = {n: q for n, q in payload.items() if s.weights.get(n, 1.0) > 0}
+            if photo is not None and "image" in self.vectors:
+                payload["image"] = photo
+        elif mode == "image":
+            if photo is None:
+                raise SearchError("mode 'image' needs a photo")
+            payload["image"] = photo
+        else:
+            payload[mode] = query
         depth = max(s.candidates, page * page_size)
-        names = ("lexical", "semantic") if mode == "hybrid" else (mode,)
-        lists = {name: self.retrieve(name, query, depth, filters) for name in names}
-        ranked = lists[mode] if len(lists) == 1 else fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
+        lists = {name: self.retrieve(name, q, depth, filters) for name, q in payload.items()}
+        only = next(iter(lists.values())) if len(lists) == 1 else None
+        ranked = only if only is not None else fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
         if user_id is not None and personalizer is not None and ranked:
             ranked = self._personalise(ranked, user_id, personalizer)
         ranks = {name: {item: r + 1 for r, (item, _) in enumerate(found)} for name, found in lists.items()}
@@ -336,12 +513,12 @@ class SearchEngine:
         ]
         pool = np.array([self._row[i] for i, _ in ranked if i in self._row], dtype=np.int64)
         corrections = {}
-        if "lexical" in names:
-            for group in self.lexical.query_terms(query):
+        if "lexical" in lists:
+            for group in self.lexical.query_terms(payload["lexical"]):
                 if len(group) > 1 and not group[1].endswith("*"):
                     corrections[group[0]] = group[1]
         return SearchResponse(
-            query=query,
+            query=query or "",
             mode=mode,
             hits=hits,
             page=page,
@@ -349,27 +526,53 @@ class SearchEngine:
             total=len(ranked),
             facets=facet_counts(self.catalog, pool, s.price_buckets, s.facet_attributes),
             corrections=corrections,
+            transcript=transcript,
         )
+
+    def _transcribe(self, audio: bytes | str | None) -> str:
+        if self.models.recognizer is None:
+            raise SearchError(f"this engine has no speech recogniser; available: {', '.join(self.modes())}")
+        if audio is None:
+            raise SearchError("mode 'voice' needs an audio clip")
+        self._check_upload("audio clip", audio)
+        try:
+            text = self.models.recognizer.transcribe(audio).text.strip()
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise SearchError(f"the audio clip cannot be decoded: {exc}") from exc
+        if not text:
+            raise SearchError("no speech was recognised in the audio clip")
+        return text
 
     def _title(self, item_id: str) -> str | None:
         row = self._row.get(item_id)
         title = self._titles[row] if row is not None else None
         return title if isinstance(title, str) else None
 
-    def _check_request(self, query: str, mode: str, page: int, page_size: int) -> str:
+    def _check_page(self, mode: str, page: int, page_size: int) -> None:
         s = self.settings
         if mode not in self.modes():
-            hint = "" if mode not in MODES else " (this engine has no text vector index: build it with an encoder)"
+            hint = " (this engine was built without what it needs)" if mode in MODES else ""
             raise SearchError(f"unknown search mode {mode!r}{hint}; available: {', '.join(self.modes())}")
-        if not isinstance(query, str) or not query.strip():
-            raise SearchError("the query is empty")
-        if len(query) > s.max_query_chars:
-            raise SearchError(f"the query has {len(query)} characters; the limit is {s.max_query_chars}")
         if page < 1:
             raise SearchError(f"page must be at least 1, got {page}")
         if not 1 <= page_size <= s.max_page_size:
             raise SearchError(f"page_size must be between 1 and {s.max_page_size}, got {page_size}")
+
+    def _check_query(self, query: str | None) -> str:
+        if not isinstance(query, str) or not query.strip():
+            raise SearchError("the query is empty")
+        if len(query) > self.settings.max_query_chars:
+            raise SearchError(f"the query has {len(query)} characters; the limit is {self.settings.max_query_chars}")
         return query.strip()
+
+    def _check_upload(self, what: str, data: bytes | str) -> None:
+        size = len(data) if isinstance(data, bytes) else Path(data).stat().st_size if Path(data).is_file() else None
+        if size is None:
+            raise SearchError(f"the {what} {data!r} is not a file")
+        if size == 0:
+            raise SearchError(f"the {what} is empty")
+        if size > self.settings.max_upload_bytes:
+            raise SearchError(f"the {what} has {size:,} bytes; the limit is {self.settings.max_upload_bytes:,}")
 
     def _personalise(
         self, ranked: list[tuple[str, float]], user_id: str, personalizer: Personalizer
