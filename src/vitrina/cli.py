@@ -579,24 +579,29 @@ def search_check(ctx: typer.Context, index: IndexOpt = None) -> None:
 @bench_app.command("search")
 def bench_search(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Option(help="named dataset with graded query judgments")] = "search-homedepot",
+    dataset: Annotated[str, typer.Option(help="search-homedepot or hm")] = "search-homedepot",
     modes: Annotated[str, typer.Option(help="comma-separated: lexical,semantic,hybrid")] = "lexical,semantic,hybrid",
     latency_queries: Annotated[int, typer.Option(help="queries timed end to end per mode")] = 1000,
     scale_items: Annotated[int, typer.Option(help="catalogue size of the scaled latency run")] = 100_000,
+    n_queries: Annotated[int, typer.Option(help="hm: product-name queries (seeded sample)")] = 2000,
+    n_voice: Annotated[int, typer.Option(help="hm: of those, spoken by espeak-ng and transcribed")] = 200,
     out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
 ) -> None:
-    """NDCG@10, Recall@10, re-ranking NDCG@10 and p50/p99 latency of each search mode."""
-    from vitrina.bench import search
+    """search-homedepot: NDCG@10, Recall@10, re-ranking NDCG@10 and p50/p99 latency of each mode;
+    hm: name and held-out description queries (Recall@10, MRR) and spoken queries (WER, Recall@10)."""
+    from vitrina.bench import search, search_hm
     from vitrina.bench.featurize import write_json
 
     cfg = _config(ctx)
+    names = [m.strip() for m in modes.split(",") if m.strip()]
     try:
-        result = search.run(
-            cfg, dataset, [m.strip() for m in modes.split(",") if m.strip()], latency_queries, scale_items
-        )
-    except (ConfigError, ValueError) as exc:
+        if dataset == "hm":
+            result = search_hm.run(cfg, names, n_queries, n_voice)
+        else:
+            result = search.run(cfg, dataset, names, latency_queries, scale_items)
+    except (ConfigError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    typer.echo(search.table(result))
+    typer.echo((search_hm if dataset == "hm" else search).table(result))
     if out is not None:
         typer.echo(f"\nwrote {write_json(out, result)}")
 

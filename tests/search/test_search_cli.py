@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from shop_catalog import make_catalog
 from vitrina.bench.search import graded_ndcg, scaled_catalog
+from vitrina.bench.search_hm import ranking, word_error_rate
 from vitrina.cli import app
 
 runner = CliRunner()
@@ -50,3 +51,11 @@ def test_scaled_catalog_repeats_real_items() -> None:
     copies = big.iloc[len(items) :]
     assert set(copies["category_path"]) <= set(items["category_path"])
     assert np.allclose(np.linalg.norm(big_vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_word_error_rate_and_ranking() -> None:
+    assert word_error_rate("Slim fit jeans", "slim-fit jeans") == (0, 3)
+    assert word_error_rate("Slim fit jeans", "slim jeans") == (1, 3)
+    assert word_error_rate("Slim fit jeans", "him fit the jeans") == (2, 3)
+    assert ranking(["a", "x", "b"], {"b", "c"}) == (0.5, 1 / 3)
+    assert ranking(["x"], {"b"}) == (0.0, 0.0)

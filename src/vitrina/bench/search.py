@@ -37,7 +37,7 @@ from vitrina.search.engine import MODES, SearchEngine, SearchSettings
 from vitrina.search.filters import Filters
 from vitrina.search.rank_fusion import fuse
 
-__all__ = ["graded_ndcg", "run", "scaled_catalog", "table"]
+__all__ = ["graded_ndcg", "open_engine", "run", "scaled_catalog", "table"]
 
 K = 10
 RELEVANT_GRADE = 2.5
@@ -91,7 +91,8 @@ def scaled_catalog(
     )
 
 
-def _engine(cfg: Config, name: str, items: pd.DataFrame, vectors: np.ndarray, encoder: Any) -> SearchEngine:
+def open_engine(cfg: Config, name: str, items: pd.DataFrame, vectors: np.ndarray, encoder: Any) -> SearchEngine:
+    """An engine over `items` (written to a cached database `name`), with the given text vectors."""
     storage = _open_storage(cfg, name, items)
     by_id = dict(zip(items["item_id"].astype(str), range(len(items)), strict=True))
     settings = SearchSettings.from_config(cfg)
@@ -132,7 +133,7 @@ def run(
     features, _ = featurize(cfg, raw, ("text",), progress=True)
     vectors, _ = features["text"].aligned(raw.items["item_id"].astype(str).to_numpy())
     encoder = text_encoder_from_config(cfg)
-    engine = _engine(cfg, dataset, raw.items, vectors, encoder)
+    engine = open_engine(cfg, dataset, raw.items, vectors, encoder)
 
     judged = raw.extras["judgments"]
     grades = judged.groupby("query", sort=False)[["item_id", "relevance"]].apply(
@@ -178,7 +179,7 @@ def run(
     sample = [queries[i] for i in rng.choice(len(queries), min(latency_queries, len(queries)), replace=False)]
     latency = _latency(engine, sample, modes)
     big_items, big_vectors = scaled_catalog(raw.items, vectors, scale_items, cfg.seed)
-    big = _engine(cfg, f"{dataset}-{len(big_items)}", big_items, big_vectors, encoder)
+    big = open_engine(cfg, f"{dataset}-{len(big_items)}", big_items, big_vectors, encoder)
     latency_big = _latency(big, sample, modes)
 
     results = []

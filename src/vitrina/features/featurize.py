@@ -107,6 +107,11 @@ class ModalityFeatures:
             )
 
 
+def feature_store(cfg: Config) -> FeatureStore:
+    """The shared feature store under the cache folder, chunked as `[features.store]` says."""
+    return FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(cfg.get("features.store.chunk", 512)))
+
+
 def features_dir(cfg: Config, dataset: str) -> Path:
     return Path(cfg.cache_dir) / "features" / dataset
 
@@ -254,7 +259,7 @@ def featurize(
     """
     settings = _store_settings(cfg)
     modalities = modalities or tuple(settings.get("modalities", MODALITIES))
-    store = FeatureStore(Path(cfg.cache_dir) / "features" / "store", chunk=int(settings.get("chunk", 512)))
+    store = feature_store(cfg)
     fields = dataset_text_fields(cfg, raw.name)
     fill = str(settings.get("fill", "mean"))
     item_ids = raw.items["item_id"].astype(str).to_numpy(dtype=object)

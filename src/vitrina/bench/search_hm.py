@@ -1,0 +1,189 @@
+"""`vitrina bench search --dataset hm`: finding H&M articles by name, by description and by voice.
+
+Relevance: an article's product is the first 7 digits of its id (colour variants share it).
+
+- Name queries: each of `n_queries` distinct product names (seeded sample), typed as the catalogue
+  writes it; relevant: every article with that name.
+- Held-out description queries: 20% of the products (seeded) are indexed without their description
+  (full-text and text vectors), and each one's description is the query; relevant: that product's
+  articles. The description cannot match itself, only the name, category and colour.
+- Voice: `n_voice` of the name queries spoken by espeak-ng (en-us), transcribed by the configured
+  recogniser (Whisper base); word error rate of the transcript against the typed name, and
+  Recall@10 / MRR of the hybrid search on the transcripts next to the same queries typed.
+
+Recall@10 = relevant articles in the top 10 / min(relevant, 10); MRR counts the first relevant
+article within the top 10. Nothing is tuned: every mode runs on the `[search]` defaults.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from vitrina.bench.search import open_engine
+from vitrina.config import Config
+from vitrina.data.datasets import load_dataset
+from vitrina.features.audio import AudioSettings
+from vitrina.features.featurize import feature_store
+from vitrina.features.text import item_text
+from vitrina.features.text_encoders import text_encoder_from_config
+from vitrina.search.engine import MODES, SearchEngine, SearchError
+
+__all__ = ["ranking", "run", "table", "word_error_rate"]
+
+K = 10
+HELD_OUT = 0.2
+
+
+def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(word edits, reference words) between lower-cased word sequences, punctuation ignored."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1], len(ref)
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+
+
+def ranking(found: Sequence[str], relevant: set[str], k: int = K) -> tuple[float, float]:
+    """(Recall@k over min(|relevant|, k), reciprocal rank of the first relevant in the top k)."""
+    top = list(found[:k])
+    recall = len(relevant.intersection(top)) / min(len(relevant), k)
+    first = next((r for r, i in enumerate(top, 1) if i in relevant), None)
+    return recall, 1.0 / first if first else 0.0
+
+
+def _speak(texts: Sequence[str], folder: Path) -> list[Path]:
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError("espeak-ng is not installed (Debian package espeak-ng): the voice queries need it")
+    paths = []
+    for n, text in enumerate(texts):
+        path = folder / f"q{n}.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+        paths.append(path)
+    return paths
+
+
+def _scores(engine: SearchEngine, queries: Sequence[str], relevant: Sequence[set[str]], mode: str) -> dict:
+    recalls, rrs = [], []
+    for q, rel in tqdm(zip(queries, relevant, strict=True), total=len(queries), desc=mode, unit="query"):
+        try:
+            found = [h.item_id for h in engine.search(q, mode, page_size=K).hits]
+        except SearchError:  # a name made only of stop words finds nothing lexically
+            found = []
+        r, rr = ranking(found, rel)
+        recalls.append(r)
+        rrs.append(rr)
+    return {"recall@10": float(np.mean(recalls)), "mrr": float(np.mean(rrs)), "queries": len(queries)}
+
+
+def run(
+    cfg: Config, modes: Sequence[str] = ("lexical", "semantic", "hybrid"), n_queries: int = 2000, n_voice: int = 200
+) -> dict[str, Any]:
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"unknown search mode(s) {unknown}; known: {', '.join(MODES)}")
+    raw = load_dataset("hm", cfg.data_dir)
+    rng = np.random.default_rng(cfg.seed)
+    items = raw.items.copy()
+    item_ids = items["item_id"].astype(str)
+    product = item_ids.str[:7]
+    products = np.array(sorted(product.unique()))
+    held = set(rng.choice(products, round(HELD_OUT * len(products)), replace=False))
+    held_rows = product.isin(held).to_numpy()
+    descriptions = items["description"].copy()
+    items.loc[held_rows, "description"] = None
+
+    encoder = text_encoder_from_config(cfg)
+    settings_fields = ("title", "description", "category_path", "brand")
+    texts = item_text(items, settings_fields)
+    vectors = feature_store(cfg).encode(encoder, texts, progress=True).vectors
+    engine = open_engine(cfg, "hm-search", items, vectors, encoder)
+
+    names = items["title"].fillna("").astype(str)
+    by_name = item_ids.groupby(names.str.lower()).agg(set)
+    name_pool = sorted(n for n in by_name.index if n.strip())
+    picked = [name_pool[i] for i in sorted(rng.choice(len(name_pool), min(n_queries, len(name_pool)), replace=False))]
+    typed = {n: names[names.str.lower() == n].iloc[0] for n in picked}
+    by_product = item_ids.groupby(product).agg(set)
+    desc_queries, desc_relevant = [], []
+    for p in sorted(held):
+        text = descriptions[(product == p).to_numpy()].dropna()
+        if len(text) and str(text.iloc[0]).strip():
+            desc_queries.append(str(text.iloc[0]))
+            desc_relevant.append(by_product[p])
+
+    results = []
+    for mode in modes:
+        results.append(
+            {
+                "mode": mode,
+                "name": _scores(engine, [typed[n] for n in picked], [by_name[n] for n in picked], mode),
+                "description": _scores(engine, desc_queries, desc_relevant, mode),
+            }
+        )
+
+    voice_names = picked[:n_voice]
+    recognizer = AudioSettings.from_config(cfg).recognizer()
+    edits = words = 0
+    transcripts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in tqdm(
+            zip(voice_names, _speak([typed[n] for n in voice_names], Path(tmp)), strict=True),
+            total=len(voice_names),
+            desc="transcribe",
+            unit="clip",
+        ):
+            heard = recognizer.transcribe(str(path), language="en").text
+            e, w = word_error_rate(typed[name], heard)
+            edits, words = edits + e, words + w
+            transcripts.append(heard)
+    relevant = [by_name[n] for n in voice_names]
+    voice = {
+        "queries": len(voice_names),
+        "wer": edits / max(words, 1),
+        "typed": _scores(engine, [typed[n] for n in voice_names], relevant, "hybrid"),
+        "spoken": _scores(engine, [t if t.strip() else "?" for t in transcripts], relevant, "hybrid"),
+        "examples": [{"typed": typed[n], "heard": t} for n, t in list(zip(voice_names, transcripts, strict=True))[:10]],
+    }
+    return {
+        "dataset": "hm",
+        "items": len(items),
+        "held_out_products": len(held),
+        "name_queries": len(picked),
+        "description_queries": len(desc_queries),
+        "text_encoder": encoder.name,
+        "recognizer": type(recognizer).__name__,
+        "results": results,
+        "voice": voice,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        "| mode | name R@10 | name MRR | held-out description R@10 | description MRR |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["results"]:
+        n, d = r["name"], r["description"]
+        lines.append(f"| {r['mode']} | {n['recall@10']:.4f} | {n['mrr']:.4f} | {d['recall@10']:.4f} | {d['mrr']:.4f} |")
+    v = result["voice"]
+    lines += [
+        "",
+        f"Voice ({v['queries']} espeak-ng clips, {result['recognizer']}): WER {v['wer']:.3f}; hybrid R@10 "
+        f"{v['spoken']['recall@10']:.4f} spoken vs {v['typed']['recall@10']:.4f} typed "
+        f"(MRR {v['spoken']['mrr']:.4f} vs {v['typed']['mrr']:.4f})",
+    ]
+    return "\n".join(lines)
