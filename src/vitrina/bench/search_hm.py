@@ -27,14 +27,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from vitrina.bench.search import open_engine
+from vitrina.bench.search import MODES, open_engine
 from vitrina.config import Config
 from vitrina.data.datasets import load_dataset
 from vitrina.features.audio import AudioSettings
 from vitrina.features.featurize import feature_store
 from vitrina.features.text import item_text
 from vitrina.features.text_encoders import text_encoder_from_config
-from vitrina.search.engine import MODES, SearchEngine, SearchError
+from vitrina.search.engine import SearchEngine, SearchError
 
 __all__ = ["ranking", "run", "table", "word_error_rate"]
 
