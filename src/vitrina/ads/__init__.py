@@ -1,0 +1,1 @@
+"""Sponsored products: campaigns, matching, pCTR, the auction and the ad server."""
