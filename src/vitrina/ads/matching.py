@@ -6,7 +6,8 @@ Keyword match types follow the search-ads convention. With words taken through t
 - exact: the query's words are the keyword's words, in order;
 - phrase: the keyword's words appear together, in order, inside the query;
 - broad: every keyword word's stem appears somewhere in the query.
-Semantic and visual matches compare unit vectors (cosine) against a threshold.
+Semantic and visual matches compare unit vectors (cosine) against a threshold. A feed (no query,
+no viewed item) matches every campaign its targeting allows: the pCTR model ranks them.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class CampaignMatcher:
         )
         if keyword_hit:
             return "keyword", similarity
+        if request.query is None and request.viewed_item is None:
+            return "feed", 1.0  # a feed has no context to match: targeting chose, pCTR will rank
         if request.query_vector is not None and similarity >= self.semantic_threshold:
             return "semantic", similarity
         image = self.image_vectors.get(item)
