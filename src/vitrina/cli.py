@@ -606,6 +606,34 @@ def bench_search(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
+@bench_app.command("ads")
+def bench_ads(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="dataset whose users, histories and item texts drive the simulation")] = (
+        "amazon-toys-2023"
+    ),
+    users: Annotated[int, typer.Option(help="users drawn (60% train logs, 20% validation, 20% evaluation)")] = 6000,
+    campaigns: Annotated[int, typer.Option(help="simulated campaigns (one advertised item each)")] = 300,
+    plot: Annotated[Path | None, typer.Option(help="reliability plot (PNG) of the selected pCTR model")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """pCTR AUC, log loss and calibration (ECE) on held-out simulated logs, and an auction simulation:
+    eCPM ranking vs bid-only (revenue, CTR, relevance). Advertisers and clicks are simulated from real
+    users' held-out interactions; see `vitrina.bench.ads`."""
+    from vitrina.bench import ads
+    from vitrina.bench.featurize import write_json
+
+    cfg = _config(ctx)
+    semantic = float(cfg.get("ads.semantic_threshold", 0.85))
+    try:
+        result = ads.run(cfg, dataset, users, campaigns, semantic_threshold=semantic, plot=plot)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(ads.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {write_json(out, result)}")
+
+
 @app.command()
 def demo(ctx: typer.Context) -> None:
     """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""

@@ -73,6 +73,8 @@ class AdServer:
     frequency_cap: int = 3
     pacing_slack: float = 0.1
     seed: int = 0
+    # Multiply eCPM by the match's similarity (semantic / visual); off: rank by bid × pCTR alone.
+    use_quality: bool = True
     log: list[AdEvent] = field(default_factory=list)
     # The clock that pacing reads (fraction of the day gone by); a simulation sets its own.
     day_fraction: Callable[[], float] = field(default=lambda: _day_fraction(datetime.now()))
@@ -118,7 +120,7 @@ class AdServer:
             return []
         pctr = np.clip(np.asarray(self.predict_ctr(request, candidates), dtype=float), 0.0, 1.0)
         bids = [
-            Bid(c.campaign_id, item, c.bid, float(p), quality=max(similarity, 0.0) if how != "keyword" else 1.0)
+            Bid(c.campaign_id, item, c.bid, float(p), quality=self._quality(how, similarity))
             for (c, item, how, similarity), p in zip(candidates, pctr, strict=True)
         ]
         how_of = {(c.campaign_id, item): how for c, item, how, _ in candidates}
@@ -127,6 +129,12 @@ class AdServer:
             ad = self._record(request, placement, how_of[(placement.campaign_id, placement.item_id)])
             served.append(ad)
         return served
+
+    def _quality(self, how: str, similarity: float) -> float:
+        """A keyword or feed match counts fully; a semantic or visual one by its similarity."""
+        if not self.use_quality or how in ("keyword", "feed"):
+            return 1.0
+        return max(similarity, 0.0)
 
     def _record(self, request: AdRequest, p: Placement, how: str) -> ServedAd:
         ad = ServedAd(f"imp{len(self.log)}", p.campaign_id, p.item_id, p.slot, p.price, p.pctr, how)
