@@ -5,11 +5,15 @@ retrieves from all of them. NDCG@10 uses the graded relevance (gain = the 1-3 gr
 item gains 0; the ideal ranks the query's judged items by grade); Recall@10 counts the products
 graded ≥ 2.5 (queries without one are left out of it). Re-ranking NDCG@10 orders only each query's
 judged candidates by the mode's score (lexical: BM25, 0 when the query words miss; semantic: the
-cosine; hybrid: the same fusion over those two candidate rankings). Nothing is tuned here: every
-mode runs on the `[search]` defaults.
+cosine; hybrid: the same fusion over those two candidate rankings).
+
+The distinct queries are halved at random (seeded). On the validation half two choices are made:
+the lexical OR-fallback cut-off `lexical_max_df` (best NDCG@10 among the settings whose p99
+latency meets the 20 ms target) and the hybrid fusion (RRF or weighted, lexical weight 0.5/1/2
+against semantic 1). Every reported quality figure is on the test half, read once.
 
 Latency is end to end per query (`SearchEngine.search`: query encoding, retrieval, fusion, facets,
-one page of 10) over `latency_queries` queries drawn at random (seeded), on the real catalogue and
+one page of 10) over `latency_queries` test queries drawn at random (seeded), on the real catalogue and
 on one scaled to `scale_items` by repeating real items: a copy's title has one word dropped and two
 swapped, and its text vector is the source item's plus Gaussian noise (not re-encoded); the README
 says so next to the numbers.
@@ -17,6 +21,7 @@ says so next to the numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +49,10 @@ K = 10
 MODES = ("lexical", "semantic", "hybrid")
 RELEVANT_GRADE = 2.5
 DEPTH = 100
+# Validation grids: the lexical OR-fallback cut-off, then (fusion, weight of lexical vs semantic 1).
+LEXICAL_MAX_DF = (0.05, 0.2, 1.0)
+LEXICAL_P99_MS = 20.0
+FUSION_GRID = tuple((m, w) for m in ("rrf", "weighted") for w in (0.5, 1.0, 2.0))
 
 
 def graded_ndcg(ranked: Sequence[str], grades: dict[str, float], k: int = K) -> float:
@@ -93,17 +102,28 @@ def scaled_catalog(
     )
 
 
-def open_engine(cfg: Config, name: str, items: pd.DataFrame, vectors: np.ndarray, encoder: Any) -> SearchEngine:
+def open_engine(
+    cfg: Config,
+    name: str,
+    items: pd.DataFrame,
+    vectors: np.ndarray,
+    encoder: Any,
+    settings: SearchSettings | None = None,
+) -> SearchEngine:
     """An engine over `items` (written to a cached database `name`), with the given text vectors."""
     storage = _open_storage(cfg, name, items)
     by_id = dict(zip(items["item_id"].astype(str), range(len(items)), strict=True))
-    settings = SearchSettings.from_config(cfg)
+    settings = settings or SearchSettings.from_config(cfg)
     return SearchEngine.build(
         storage,
         encoder,
         settings,
         text_vectors=lambda catalog: vectors[[by_id[i] for i in catalog["item_id"].astype(str)]],
     )
+
+
+def _ndcg(queries: Sequence[str], found: Sequence[Sequence[tuple[str, float]]], grades: Any) -> float:
+    return float(np.mean([graded_ndcg([i for i, _ in f[:K]], grades[q]) for q, f in zip(queries, found, strict=True)]))
 
 
 def _latency(engine: SearchEngine, queries: Sequence[str], modes: Sequence[str]) -> dict[str, tuple[float, float]]:
@@ -142,21 +162,59 @@ def run(
         lambda g: dict(zip(g["item_id"].astype(str), g["relevance"].astype(float), strict=True))
     )
     queries = grades.index.tolist()
+    order = np.random.default_rng(cfg.seed).permutation(len(queries))
+    valid_rows, test_rows = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
     query_vectors = encoder.encode_queries(queries, batch_size=256, progress=True)
     none = Filters()
+
+    # Choices made on the validation half: the lexical OR-fallback cut-off (the best NDCG@10 among
+    # those within the p99 target), then the fusion.
+    lexical_grid = []
+    for max_df in LEXICAL_MAX_DF:
+        engine.lexical.max_df = max_df
+        found, times = [], []
+        for r in tqdm(valid_rows, desc=f"lexical max_df={max_df}", unit="query"):
+            start = time.perf_counter()
+            found.append(engine.retrieve("lexical", queries[r], DEPTH, none))
+            times.append((time.perf_counter() - start) * 1000)
+        score = _ndcg([queries[r] for r in valid_rows], found, grades)
+        lexical_grid.append({"max_df": max_df, "valid_ndcg@10": score, "valid_p99_ms": float(np.percentile(times, 99))})
+    fast = [g for g in lexical_grid if g["valid_p99_ms"] <= LEXICAL_P99_MS] or [
+        min(lexical_grid, key=lambda g: g["valid_p99_ms"])
+    ]
+    engine.lexical.max_df = max(fast, key=lambda g: g["valid_ndcg@10"])["max_df"]
+
     lists: dict[str, list[list[tuple[str, float]]]] = {"lexical": [], "semantic": []}
     for q, v in tqdm(zip(queries, query_vectors, strict=True), total=len(queries), desc="retrieve", unit="query"):
         lists["lexical"].append(engine.retrieve("lexical", q, DEPTH, none))
         lists["semantic"].append(engine.retrieve("semantic", q, DEPTH, none, vector=v[None]))
-    s = engine.settings
+    fusion_grid = []
+    for method, lexical_weight in FUSION_GRID:
+        weights = {"lexical": lexical_weight, "semantic": 1.0}
+        fused = [
+            fuse({"lexical": lists["lexical"][r], "semantic": lists["semantic"][r]}, weights, method)
+            for r in valid_rows
+        ]
+        score = _ndcg([queries[r] for r in valid_rows], fused, grades)
+        fusion_grid.append({"fusion": method, "lexical_weight": lexical_weight, "valid_ndcg@10": score})
+    best = max(fusion_grid, key=lambda g: g["valid_ndcg@10"])
+    s = dataclasses.replace(
+        engine.settings,
+        fusion=best["fusion"],
+        weights={**engine.settings.weights, "lexical": best["lexical_weight"]},
+        lexical_max_df=engine.lexical.max_df,
+    )
+    engine.settings = s
     lists["hybrid"] = [
         fuse({"lexical": lex, "semantic": sem}, s.weights, s.fusion, s.rrf_k)
         for lex, sem in zip(lists["lexical"], lists["semantic"], strict=True)
     ]
+    test_queries = [queries[r] for r in test_rows]
 
     rerank: dict[str, list[float]] = {m: [] for m in MODES}
     semantic = engine.vectors["semantic"].index
-    for q, v in tqdm(zip(queries, query_vectors, strict=True), total=len(queries), desc="re-rank", unit="query"):
+    for r in tqdm(test_rows, desc="re-rank", unit="query"):
+        q, v = queries[r], query_vectors[r]
         candidates = list(grades[q])
         bm25 = engine.lexical.score(q, candidates)
         cosine = {i: float(semantic.vector(i) @ v) for i in candidates}
@@ -178,16 +236,19 @@ def run(
             rerank[mode].append(graded_ndcg(ranked[mode], grades[q]))
 
     rng = np.random.default_rng(cfg.seed)
-    sample = [queries[i] for i in rng.choice(len(queries), min(latency_queries, len(queries)), replace=False)]
+    sample = [
+        test_queries[i] for i in rng.choice(len(test_queries), min(latency_queries, len(test_queries)), replace=False)
+    ]
     latency = _latency(engine, sample, modes)
     big_items, big_vectors = scaled_catalog(raw.items, vectors, scale_items, cfg.seed)
-    big = open_engine(cfg, f"{dataset}-{len(big_items)}", big_items, big_vectors, encoder)
+    big = open_engine(cfg, f"{dataset}-{len(big_items)}", big_items, big_vectors, encoder, s)
     latency_big = _latency(big, sample, modes)
 
     results = []
     for mode in modes:
         ndcgs, recalls = [], []
-        for q, found in zip(queries, lists[mode], strict=True):
+        for r in test_rows:
+            q, found = queries[r], lists[mode][r]
             top = [i for i, _ in found[:K]]
             ndcgs.append(graded_ndcg(top, grades[q]))
             relevant = {i for i, g in grades[q].items() if g >= RELEVANT_GRADE}
@@ -209,11 +270,22 @@ def run(
         "dataset": dataset,
         "items": len(raw.items),
         "queries": len(queries),
-        "queries_with_relevant": int(sum(any(g >= RELEVANT_GRADE for g in grades[q].values()) for q in queries)),
+        "split": "distinct queries halved at random (seeded): choices on the validation half, metrics on the test half",
+        "test_queries": len(test_rows),
+        "test_queries_with_relevant": int(
+            sum(any(g >= RELEVANT_GRADE for g in grades[q].values()) for q in test_queries)
+        ),
+        "selection": {"lexical": lexical_grid, "fusion": fusion_grid},
         "scaled_items": len(big_items),
         "latency_queries": len(sample),
         "text_encoder": encoder.name,
-        "settings": {"fusion": s.fusion, "rrf_k": s.rrf_k, "weights": dict(s.weights), "candidates": DEPTH},
+        "settings": {
+            "fusion": s.fusion,
+            "rrf_k": s.rrf_k,
+            "weights": {k: s.weights[k] for k in ("lexical", "semantic")},
+            "lexical_max_df": s.lexical_max_df,
+            "candidates": DEPTH,
+        },
         "results": results,
     }
 

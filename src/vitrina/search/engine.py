@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ __all__ = [
 # "hybrid" fuses the text retrievers (lexical, semantic, text-image) and, given a photo, the image one;
 # "voice" transcribes a clip and searches the transcript as hybrid.
 MODES = ("lexical", "semantic", "text-image", "image", "voice", "hybrid")
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vitrina-search")
 # Personal scorer: (user id, candidate item ids) -> one score per candidate, or None for an unknown user.
 Personalizer = Callable[[str, Sequence[str]], np.ndarray | None]
 
@@ -76,6 +78,7 @@ class SearchSettings:
     max_upload_bytes: int = 10_000_000
     prefix_max_tokens: int = 3
     typo_tolerance: bool = True
+    lexical_max_df: float = 0.05
     hnsw_m: int = 32
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 64
@@ -278,6 +281,7 @@ class SearchEngine:
             weights=settings.field_weights,
             prefix_max_tokens=settings.prefix_max_tokens,
             typo_tolerance=settings.typo_tolerance,
+            max_df=settings.lexical_max_df,
         )
 
     @staticmethod
@@ -495,7 +499,11 @@ class SearchEngine:
         else:
             payload[mode] = query
         depth = max(s.candidates, page * page_size)
-        lists = {name: self.retrieve(name, q, depth, filters) for name, q in payload.items()}
+        if len(payload) == 1:
+            lists = {name: self.retrieve(name, q, depth, filters) for name, q in payload.items()}
+        else:  # the database query and the encoder both release the GIL: run the retrievers side by side
+            futures = {name: _POOL.submit(self.retrieve, name, q, depth, filters) for name, q in payload.items()}
+            lists = {name: f.result() for name, f in futures.items()}
         only = next(iter(lists.values())) if len(lists) == 1 else None
         ranked = only if only is not None else fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
         if user_id is not None and personalizer is not None and ranked:

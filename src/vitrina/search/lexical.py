@@ -88,6 +88,7 @@ class LexicalIndex:
         preprocessor: TextPreprocessor | None = None,
         prefix_max_tokens: int = 3,
         typo_tolerance: bool = True,
+        max_df: float = 0.05,
     ) -> None:
         weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         unknown = set(weights) - set(FIELDS)
@@ -103,7 +104,9 @@ class LexicalIndex:
         self._words = dataclasses.replace(self.preprocessor, stem=False)
         self.prefix_max_tokens = prefix_max_tokens
         self.typo_tolerance = typo_tolerance
+        self.max_df = max_df
         self._speller: Speller | None = None
+        self._count: int | None = None
         self._writer = engine.execution_options(vitrina_write=True)
 
     # -- building and maintenance -----------------------------------------------------------------
@@ -130,7 +133,7 @@ class LexicalIndex:
             conn.exec_driver_sql(f"DELETE FROM {self._table}")
             conn.exec_driver_sql(f"DELETE FROM {_VOCAB}")
             self._insert(conn, items)
-        self._speller = None
+        self._speller, self._count = None, None
         return len(items)
 
     def upsert(self, items: pd.DataFrame) -> int:
@@ -139,13 +142,14 @@ class LexicalIndex:
             self._create(conn)
             self._delete(conn, items["item_id"].astype(str).tolist())
             self._insert(conn, items)
-        self._speller = None
+        self._speller, self._count = None, None
         return len(items)
 
     def delete(self, item_ids: Sequence[str]) -> None:
         with self._writer.begin() as conn:
             self._create(conn)
             self._delete(conn, list(item_ids))
+        self._count = None
 
     @property
     def _table(self) -> str:
@@ -204,6 +208,14 @@ class LexicalIndex:
 
     # -- querying ---------------------------------------------------------------------------------
 
+    def _n_items(self) -> int:
+        """Indexed documents (cached with the vocabulary, refreshed on every change)."""
+        if self._count is None:
+            with self.engine.connect() as conn:
+                sql = f"SELECT count(*) FROM {self._table}"
+                self._count = int(conn.exec_driver_sql(sql).scalar_one()) if self._exists(conn) else 0
+        return self._count
+
     def speller(self) -> Speller:
         """The indexed words (word, items holding it), read once from the database."""
         if self._speller is None:
@@ -228,11 +240,21 @@ class LexicalIndex:
             groups.append(tuple(dict.fromkeys(alternatives)))
         return groups
 
-    def _match_expression(self, groups: list[tuple[str, ...]]) -> str:
-        terms = dict.fromkeys(t for g in groups for t in g)
+    def _match_expression(self, groups: list[tuple[str, ...]], every: bool) -> str:
+        """The full-text query: each group's alternatives OR-ed; the groups AND-ed (`every`) or OR-ed."""
         if self.dialect == "sqlite":
-            return " OR ".join(f'"{t[:-1]}" *' if t.endswith("*") else f'"{t}"' for t in terms)
-        return " | ".join(f"'{t[:-1]}':*" if t.endswith("*") else f"'{t}'" for t in terms)
+            term = lambda t: f'"{t[:-1]}" *' if t.endswith("*") else f'"{t}"'  # noqa: E731
+            any_of, join = " OR ", " AND " if every else " OR "
+        else:
+            term = lambda t: f"'{t[:-1]}':*" if t.endswith("*") else f"'{t}'"  # noqa: E731
+            any_of, join = " | ", " & " if every else " | "
+        return join.join("(" + any_of.join(term(t) for t in g) + ")" for g in groups)
+
+    def _common(self, word: str) -> bool:
+        """A word in more than `max_df` of the items ("x" in "2 x 4", "12"): it barely ranks, yet
+        an OR query over it scores a third of the catalogue."""
+        total = self._n_items()
+        return total > 0 and self.speller().frequency.get(word, 0) > self.max_df * total
 
     def search(self, query: str, k: int = 10, filters: Filters | None = None) -> list[Match]:
         """Best `k` items for the query (higher score is better), filters applied in the query."""
@@ -244,10 +266,23 @@ class LexicalIndex:
         return {m.item_id: m.score for m in self._ranked(query, len(item_ids), Filters(), list(item_ids))}
 
     def _ranked(self, query: str, k: int, filters: Filters, only: list[str] | None) -> list[Match]:
+        """Items holding every query word first (BM25 order), then, if fewer than `k`, items holding
+        any of the less common words. Coordination first is what shoppers expect ("12 x 12 pavers":
+        pavers of that size before anything 12-inch), and the AND query is an intersection of
+        posting lists: a query of common words costs milliseconds instead of scoring 20,000 rows."""
         groups = self.query_terms(query)
         if not groups or k < 1:
             return []
-        expression = self._match_expression(groups)
+        found = self._run(self._match_expression(groups, every=True), k, filters, only)
+        if len(found) >= k or len(groups) == 1:
+            return found
+        words = self._words.tokens(query)  # one per group, unstemmed: what the vocabulary counts
+        rare = [g for g, w in zip(groups, words, strict=True) if not self._common(w)] or groups
+        seen = {m.item_id for m in found}
+        more = self._run(self._match_expression(rare, every=False), k, filters, only)
+        return found + [m for m in more if m.item_id not in seen][: k - len(found)]
+
+    def _run(self, expression: str, k: int, filters: Filters, only: list[str] | None) -> list[Match]:
         if self.dialect == "sqlite":
             fts = sa.table(_FTS, sa.column("item_id"))
             weights = [self.weights[f] for f in FIELDS]
