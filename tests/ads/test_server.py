@@ -72,3 +72,11 @@ def test_blend_labels_ads_and_keeps_every_organic_result() -> None:
     assert [kind for kind, _ in page] == ["sponsored", "organic", "sponsored", "organic", "organic"]
     assert [hit for kind, hit in page if kind == "organic"] == ["r1", "r2", "r3"]
     assert blend(["r1"], ads, slots=[5, 9])[1:] == [("sponsored", ads[0]), ("sponsored", ads[1])]
+
+
+def test_settings_come_from_the_config() -> None:
+    from vitrina.config import Config
+
+    cfg = Config.load(overrides={"ads.reserve": "0.2", "ads.frequency_cap": "1"})
+    server = AdServer.from_config(cfg, CampaignMatcher([]), lambda r, c: np.zeros(len(c)), pacing_slack=0.5)
+    assert (server.reserve, server.frequency_cap, server.pacing_slack) == (0.2, 1, 0.5)

@@ -28,6 +28,10 @@ from vitrina.ads.matching import AdRequest, CampaignMatcher
 
 __all__ = ["AdEvent", "AdServer", "ServedAd", "blend"]
 
+# Keys of `[ads]` in the config.
+AD_SETTINGS = frozenset(
+    {"semantic_threshold", "reserve", "frequency_cap", "pacing_slack", "search_slots", "feed_slots"}
+)
 # (request, candidate (campaign, item, how, similarity) list) -> pCTR per candidate
 CtrPredictor = Callable[[AdRequest, list[tuple[Campaign, str, str, float]]], np.ndarray]
 
@@ -78,6 +82,14 @@ class AdServer:
     log: list[AdEvent] = field(default_factory=list)
     # The clock that pacing reads (fraction of the day gone by); a simulation sets its own.
     day_fraction: Callable[[], float] = field(default=lambda: _day_fraction(datetime.now()))
+
+    @classmethod
+    def from_config(cls, cfg: Any, matcher: CampaignMatcher, predict_ctr: CtrPredictor, **over: Any) -> AdServer:
+        """`[ads]` reserve, frequency_cap and pacing_slack (and the seed), overridable by keyword."""
+        section = cfg.section("ads", AD_SETTINGS)
+        keys = ("reserve", "frequency_cap", "pacing_slack")
+        settings = {k: section[k] for k in keys if k in section} | {"seed": cfg.seed}
+        return cls(matcher, predict_ctr, **(settings | over))
 
     def __post_init__(self) -> None:
         if self.reserve < 0 or self.frequency_cap < 1:

@@ -134,8 +134,10 @@ def _request(world: _World, user: int, page: int) -> AdRequest:
     return AdRequest(DAY, user_id=str(user), viewed_item=str(page), query_vector=world.text[page])
 
 
-def _simulate(world: _World, matcher: CampaignMatcher, requests: list, predictor: Any, quality: bool, seed: int):
-    server = AdServer(matcher, predictor, reserve=0.05, frequency_cap=10**6, seed=seed, use_quality=quality)
+def _simulate(cfg: Config, world: _World, matcher: CampaignMatcher, requests: list, predictor: Any, quality: bool):
+    # One request per page and budgets that never bind: the comparison is about ranking alone.
+    server = AdServer.from_config(cfg, matcher, predictor, frequency_cap=10**6, use_quality=quality)
+    seed = cfg.seed
     revenue = clicks = impressions = relevant = 0.0
     affinities = []
     rng = np.random.default_rng(seed)
@@ -206,8 +208,8 @@ def run(
     def bid_only(request: AdRequest, candidates: list) -> np.ndarray:
         return np.full(len(candidates), 0.05)
 
-    ecpm = _simulate(world, matcher, eval_req, predict, quality=True, seed=cfg.seed)
-    by_bid = _simulate(world, matcher, eval_req, bid_only, quality=False, seed=cfg.seed)
+    ecpm = _simulate(cfg, world, matcher, eval_req, predict, quality=True)
+    by_bid = _simulate(cfg, world, matcher, eval_req, bid_only, quality=False)
     if plot is not None:
         _reliability_plot(evaluation[chosen], uncalibrated, chosen, plot)
     return {
