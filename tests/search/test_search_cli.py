@@ -57,5 +57,6 @@ def test_word_error_rate_and_ranking() -> None:
     assert word_error_rate("Slim fit jeans", "slim-fit jeans") == (0, 3)
     assert word_error_rate("Slim fit jeans", "slim jeans") == (1, 3)
     assert word_error_rate("Slim fit jeans", "him fit the jeans") == (2, 3)
+    assert word_error_rate("CA 5PACK boxer", "C.A. 5 pack boxer") == (0, 4)
     assert ranking(["a", "x", "b"], {"b", "c"}) == (0.5, 1 / 3)
     assert ranking(["x"], {"b"}) == (0.0, 0.0)

@@ -12,7 +12,8 @@ Relevance: an article's product is the first 7 digits of its id (colour variants
   articles. The description cannot match itself, only the name, category and colour, while other
   products with near-identical descriptions compete: the hardest of the three, a cold-item test.
 - Voice: `n_voice` of the name queries (drawn at random) spoken by espeak-ng (en-us), transcribed by the configured
-  recogniser (Whisper base); word error rate of the transcript against the typed name, and
+  recogniser (Whisper base); word error rate of the transcript against the typed name (both
+  normalised: lower case, punctuation dropped, digits split from letters), and
   Recall@10 / MRR of the hybrid search on the transcripts next to the same queries typed.
 
 Recall@10 = relevant articles in the top 10 / min(relevant, 10); MRR counts the first relevant
@@ -21,6 +22,7 @@ article within the top 10. Nothing is tuned: every mode runs on the `[search]` d
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -58,7 +60,11 @@ def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
 
 
 def _words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
+    """Words for WER, normalised as speech-recognition benchmarks do: lower case, "C.A." -> "ca",
+    punctuation to spaces, digits split from letters ("5pack" -> "5 pack")."""
+    text = re.sub(r"(?<=\w)\.(?=\w)", "", text.lower())
+    text = re.sub(r"(?<=\d)(?=[^\W\d])|(?<=[^\W\d])(?=\d)", " ", text)
+    return "".join(c if c.isalnum() or c.isspace() else " " for c in text).split()
 
 
 def ranking(found: Sequence[str], relevant: set[str], k: int = K) -> tuple[float, float]:
@@ -75,7 +81,8 @@ def _speak(texts: Sequence[str], folder: Path) -> list[Path]:
     paths = []
     for n, text in enumerate(texts):
         path = folder / f"q{n}.wav"
-        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+        # Lower case: shoppers do not speak in capitals, but espeak spells a capitalised word out.
+        subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text.lower()], check=True)
         paths.append(path)
     return paths
 
