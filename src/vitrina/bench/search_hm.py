@@ -11,6 +11,12 @@ Relevance: an article's product is the first 7 digits of its id (colour variants
   (full-text and text vectors), and each one's description is the query; relevant: that product's
   articles. The description cannot match itself, only the name, category and colour, while other
   products with near-identical descriptions compete: the hardest of the three, a cold-item test.
+- Text -> photo: items with text and photo are split 70/10/20 at random (seeded); a
+  `ContrastiveAligner` (the model settings `bench align` selected) learns the joint space on the
+  70% (early stopping on the 10%); each held-out item's text (the featurize text fields) then searches
+  the photos of every item (a `VectorIndex` of aligned photo vectors, the engine's "text-image"
+  retriever); relevant: the photos of the items with that exact text (colour variants share it).
+  Unlike `bench align` (four photo views, mirrored copies), one centre view per photo.
 - Voice: `n_voice` of the name queries (drawn at random) spoken by espeak-ng (en-us), transcribed by the configured
   recogniser (Whisper base); word error rate of the transcript against the typed name (both
   normalised: lower case, punctuation dropped, digits split from letters), and
@@ -31,21 +37,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from vitrina.bench.search import MODES, open_engine
 from vitrina.config import Config
 from vitrina.data.datasets import load_dataset
 from vitrina.features.audio import AudioSettings
-from vitrina.features.featurize import feature_store
+from vitrina.features.featurize import dataset_text_fields, feature_store, featurize
 from vitrina.features.text import item_text
 from vitrina.features.text_encoders import text_encoder_from_config
+from vitrina.fusion.align import ContrastiveAligner
 from vitrina.search.engine import SearchEngine, SearchError
+from vitrina.search.vector import VectorIndex
 
 __all__ = ["ranking", "run", "table", "word_error_rate"]
 
 K = 10
 HELD_OUT = 0.2
+# The aligner's model settings that `vitrina bench align` selected on validation (results/align-hm.json).
+ALIGNER = {"head": "mlp", "input_dropout": 0.3, "noise": 0.5}
 
 
 def word_error_rate(reference: str, hypothesis: str) -> tuple[int, int]:
@@ -100,8 +111,46 @@ def _scores(engine: SearchEngine, queries: Sequence[str], relevant: Sequence[set
     return {"recall@10": float(np.mean(recalls)), "mrr": float(np.mean(rrs)), "queries": len(queries)}
 
 
+def _text_to_image(cfg: Config, raw: Any, item_ids: pd.Series, rng: np.random.Generator) -> dict[str, Any]:
+    """Text -> photo search for items the aligner never saw: see the module docstring."""
+    features, _ = featurize(cfg, raw, ("text", "image"), progress=True)
+    ids = item_ids.to_numpy(dtype=object)
+    text, has_text = features["text"].aligned(ids)
+    image, has_photo = features["image"].aligned(ids)
+    usable = np.flatnonzero(has_text & has_photo)
+    order = rng.permutation(usable)
+    n_valid, n_test = round(0.1 * len(order)), round(0.2 * len(order))
+    valid, test, train = order[:n_valid], order[n_valid : n_valid + n_test], order[n_valid + n_test :]
+    aligner = ContrastiveAligner(**ALIGNER, seed=cfg.seed)
+    aligner.fit(text, image, train, valid, progress=True)
+    raw_text = np.array(item_text(raw.items, dataset_text_fields(cfg, "hm")), dtype=object)
+    index = VectorIndex(aligner.params["dim"])
+    index.add(list(ids[usable]), aligner.embed_image(image[usable]))
+    queries = aligner.embed_text(text[test])
+    by_text = pd.Series(ids[usable]).groupby(raw_text[usable]).agg(set)
+    recalls, rrs = [], []
+    for row, vector in zip(test, queries, strict=True):
+        found = [i for i, _ in index.search(vector[None], K)[0]]
+        r, rr = ranking(found, by_text[raw_text[row]])
+        recalls.append(r)
+        rrs.append(rr)
+    return {
+        "queries": len(test),
+        "photos_indexed": len(usable),
+        "aligner": dict(ALIGNER),
+        "aligner_best_epoch": aligner.report.best_epoch,
+        "recall@10": float(np.mean(recalls)),
+        "mrr": float(np.mean(rrs)),
+        "random_recall@10": float(np.mean([min(len(by_text[raw_text[r]]), K) for r in test]) / len(usable)),
+    }
+
+
 def run(
-    cfg: Config, modes: Sequence[str] = ("lexical", "semantic", "hybrid"), n_queries: int = 2000, n_voice: int = 200
+    cfg: Config,
+    modes: Sequence[str] = ("lexical", "semantic", "hybrid"),
+    n_queries: int = 2000,
+    n_voice: int = 200,
+    with_photos: bool = True,
 ) -> dict[str, Any]:
     unknown = [m for m in modes if m not in MODES]
     if unknown:
@@ -160,6 +209,8 @@ def run(
             }
         )
 
+    text_image = _text_to_image(cfg, raw, item_ids, rng) if with_photos else None
+
     voice_names = [picked[i] for i in rng.permutation(len(picked))[:n_voice]]
     recognizer = AudioSettings.from_config(cfg).recognizer()
     edits = words = 0
@@ -193,6 +244,7 @@ def run(
         "text_encoder": encoder.name,
         "recognizer": type(recognizer).__name__,
         "results": results,
+        "text_to_image": text_image,
         "voice": voice,
     }
 
@@ -205,6 +257,13 @@ def table(result: dict[str, Any]) -> str:
     for r in result["results"]:
         cells = [f"{r[k]['recall@10']:.4f} / {r[k]['mrr']:.4f}" for k in ("name", "sentence", "description")]
         lines.append(f"| {r['mode']} | " + " | ".join(cells) + " |")
+    t = result.get("text_to_image")
+    if t:
+        lines += [
+            "",
+            f"Text -> photo on {t['queries']} held-out items over {t['photos_indexed']:,} photos: R@10 "
+            f"{t['recall@10']:.4f}, MRR {t['mrr']:.4f} (random {t['random_recall@10']:.4f})",
+        ]
     v = result["voice"]
     lines += [
         "",
