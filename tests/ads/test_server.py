@@ -80,3 +80,17 @@ def test_settings_come_from_the_config() -> None:
     cfg = Config.load(overrides={"ads.reserve": "0.2", "ads.frequency_cap": "1"})
     server = AdServer.from_config(cfg, CampaignMatcher([]), lambda r, c: np.zeros(len(c)), pacing_slack=0.5)
     assert (server.reserve, server.frequency_cap, server.pacing_slack) == (0.2, 1, 0.5)
+
+
+def test_events_are_written_to_the_database(storage) -> None:
+    from vitrina.ads.event_log import StorageAdLog
+
+    log = StorageAdLog(storage)
+    server = _server([_campaign("a", 1.0, daily=5.0)])
+    server.sink = log
+    ads = server.serve(AdRequest(DAY, user_id="u1"), slots=1)
+    server.click(ads[0].impression_id)
+    rows = log.read()
+    assert rows["kind"].tolist() == ["impression", "click"]
+    assert rows["campaign_id"].tolist() == ["a", "a"] and rows["day"].tolist() == ["2026-05-04"] * 2
+    assert rows["price"].iloc[1] == pytest.approx(server.spent("a", DAY))

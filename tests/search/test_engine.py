@@ -110,3 +110,20 @@ def test_lexical_only_engine_explains_missing_modes(shop: Storage) -> None:
     assert engine.modes() == ("lexical",)
     with pytest.raises(SearchError, match="built without what it needs"):
         engine.search("drill", "semantic")
+
+
+def test_sponsored_results_are_auctioned_labelled_and_blended(engine: SearchEngine) -> None:
+    from vitrina.ads.campaign import Campaign
+    from vitrina.ads.matching import CampaignMatcher
+    from vitrina.ads.server import AdServer
+
+    spec = {"campaign_id": "c1", "advertiser": "acme", "bid": 1.0, "daily_budget": 10, "total_budget": 100}
+    campaign = Campaign.from_dict({**spec, "items": ["i030"], "keywords": ["cordless drill"]})
+    server = AdServer(CampaignMatcher([campaign]), lambda request, candidates: np.full(len(candidates), 0.1))
+    response = engine.search("cordless drill", "hybrid", page_size=4, ads=server, ad_slots=(1,))
+    assert [a.item_id for a in response.sponsored] == ["i030"]
+    kinds = [kind for kind, _ in response.layout]
+    assert kinds == ["organic", "sponsored", "organic", "organic", "organic"]
+    assert response.to_dict()["sponsored"][0]["sponsored"] is True
+    assert [e.kind for e in server.log] == ["impression"]
+    assert engine.search("cordless drill", "hybrid", page=2, page_size=4, ads=server).sponsored == []

@@ -79,6 +79,8 @@ class AdServer:
     seed: int = 0
     # Multiply eCPM by the match's similarity (semantic / visual); off: rank by bid × pCTR alone.
     use_quality: bool = True
+    # Where new events go as well (e.g. `StorageAdLog`): called once per serve() and click().
+    sink: Callable[[list[AdEvent]], None] | None = None
     log: list[AdEvent] = field(default_factory=list)
     # The clock that pacing reads (fraction of the day gone by); a simulation sets its own.
     day_fraction: Callable[[], float] = field(default=lambda: _day_fraction(datetime.now()))
@@ -136,11 +138,17 @@ class AdServer:
             for (c, item, how, similarity), p in zip(candidates, pctr, strict=True)
         ]
         how_of = {(c.campaign_id, item): how for c, item, how, _ in candidates}
-        served = []
-        for placement in run_auction(bids, slots, self.reserve):
-            ad = self._record(request, placement, how_of[(placement.campaign_id, placement.item_id)])
-            served.append(ad)
+        start = len(self.log)
+        served = [
+            self._record(request, placement, how_of[(placement.campaign_id, placement.item_id)])
+            for placement in run_auction(bids, slots, self.reserve)
+        ]
+        self._emit(start)
         return served
+
+    def _emit(self, start: int) -> None:
+        if self.sink is not None and len(self.log) > start:
+            self.sink(self.log[start:])
 
     def _quality(self, how: str, similarity: float) -> float:
         """A keyword or feed match counts fully; a semantic or visual one by its similarity."""
@@ -181,6 +189,7 @@ class AdServer:
         self._spent_day[(ad.campaign_id, request.day)] += charge
         self._spent_total[ad.campaign_id] += charge
         self.log.append(self._event("click", ad, request, charge))
+        self._emit(len(self.log) - 1)
         return charge
 
 

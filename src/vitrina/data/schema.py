@@ -128,6 +128,27 @@ reviews_table = sa.Table(
     sa.Column("label", sa.Float),
     sa.Index("ix_reviews_item", "item_id"),
 )
+# Sponsored-result events (vitrina.ads): every impression and click, with the price and the pCTR
+# that the auction used; the next pCTR model trains on these rows.
+ad_events_table = sa.Table(
+    "ad_events",
+    metadata,
+    sa.Column("event_id", sa.String(80), primary_key=True),  # "<impression id>:<kind>"
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("impression_id", sa.String(64), nullable=False),
+    sa.Column("campaign_id", sa.String(128), nullable=False),
+    sa.Column("item_id", sa.String(128), nullable=False),
+    sa.Column("user_id", sa.String(128)),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("slot", sa.Integer, nullable=False),
+    sa.Column("pctr", sa.Float, nullable=False),
+    sa.Column("price", sa.Float, nullable=False),
+    sa.Column("how", sa.String(16), nullable=False),
+    sa.Column("query", sa.Text),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_ad_events_campaign", "campaign_id"),
+)
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,

@@ -19,12 +19,15 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from vitrina.ads.matching import AdRequest
+from vitrina.ads.server import AdServer, ServedAd, blend
 from vitrina.data.storage import Storage
 from vitrina.features.encoder import Encoder
 from vitrina.features.image_io import ImageError
@@ -126,6 +129,9 @@ class SearchResponse:
     corrections: dict[str, str] = field(default_factory=dict)
     # What the speech recogniser heard (voice queries).
     transcript: str | None = None
+    # Sponsored results won in the ad auction, and the page order: ("organic" | "sponsored", item id).
+    sponsored: list[ServedAd] = field(default_factory=list)
+    layout: list[tuple[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +144,8 @@ class SearchResponse:
             "facets": self.facets,
             "corrections": self.corrections,
             "transcript": self.transcript,
+            "sponsored": [dataclasses.asdict(ad) for ad in self.sponsored],
+            "layout": [{"kind": kind, "item_id": item} for kind, item in self.layout],
         }
 
 
@@ -466,9 +474,14 @@ class SearchEngine:
         fusion: str | None = None,
         photo: bytes | str | None = None,
         audio: bytes | str | None = None,
+        ads: AdServer | None = None,
+        ad_slots: Sequence[int] = (0, 5),
+        segments: Sequence[str] = (),
     ) -> SearchResponse:
         """One page of results for a text query, a photo ("image", or with text in "hybrid") or a
-        spoken query ("voice": transcribed, then searched as hybrid text); see the module docstring."""
+        spoken query ("voice": transcribed, then searched as hybrid text); see the module docstring.
+        With an ad server, the first page also gets sponsored results (matched on the query and its
+        vector, auctioned, logged) at `ad_slots` of the `layout`, labelled as such."""
         s = self.settings
         self._check_page(mode, page, page_size)
         if not isinstance(filters, Filters):
@@ -499,10 +512,16 @@ class SearchEngine:
         else:
             payload[mode] = query
         depth = max(s.candidates, page * page_size)
+        vectors: dict[str, np.ndarray | None] = dict.fromkeys(payload)
+        if ads is not None and query is not None and "semantic" in self.vectors:
+            # The ad matcher compares the same query vector with the advertised items' text vectors.
+            vectors["semantic"] = self.vectors["semantic"].embed(query)
         if len(payload) == 1:
-            lists = {name: self.retrieve(name, q, depth, filters) for name, q in payload.items()}
+            lists = {name: self.retrieve(name, q, depth, filters, vectors[name]) for name, q in payload.items()}
         else:  # the database query and the encoder both release the GIL: run the retrievers side by side
-            futures = {name: _POOL.submit(self.retrieve, name, q, depth, filters) for name, q in payload.items()}
+            futures = {
+                name: _POOL.submit(self.retrieve, name, q, depth, filters, vectors[name]) for name, q in payload.items()
+            }
             lists = {name: f.result() for name, f in futures.items()}
         only = next(iter(lists.values())) if len(lists) == 1 else None
         ranked = only if only is not None else fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
@@ -525,6 +544,17 @@ class SearchEngine:
             for group in self.lexical.query_terms(payload["lexical"]):
                 if len(group) > 1 and not group[1].endswith("*"):
                     corrections[group[0]] = group[1]
+        sponsored: list[ServedAd] = []
+        if ads is not None and page == 1:
+            request = AdRequest(
+                day=date.today(),
+                query=query,
+                user_id=user_id,
+                segments=tuple(segments),
+                category=filters.category[0] if filters.category else None,
+                query_vector=None if vectors.get("semantic") is None else vectors["semantic"][0],
+            )
+            sponsored = ads.serve(request, len(ad_slots))
         return SearchResponse(
             query=query or "",
             mode=mode,
@@ -535,6 +565,8 @@ class SearchEngine:
             facets=facet_counts(self.catalog, pool, s.price_buckets, s.facet_attributes),
             corrections=corrections,
             transcript=transcript,
+            sponsored=sponsored,
+            layout=[(kind, h.item_id) for kind, h in blend(hits, sponsored, ad_slots)],
         )
 
     def _transcribe(self, audio: bytes | str | None) -> str:
