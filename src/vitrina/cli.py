@@ -502,48 +502,73 @@ def search_build(
     ctx: typer.Context,
     index: IndexOpt = None,
     semantic: Annotated[bool, typer.Option(help="also embed item texts for semantic search")] = True,
+    photos: Annotated[
+        Path | None, typer.Option(help="folder the items' image_paths are relative to: also index the photos")
+    ] = None,
+    aligner: Annotated[
+        Path | None, typer.Option(help="a saved image-text aligner: also index photos for text -> photo search")
+    ] = None,
 ) -> None:
-    """Index every item in the database: full-text (inside the database) and text vectors (files)."""
+    """Index every item in the database: full-text (inside the database), text vectors and, with
+    --photos, photo vectors (files)."""
+    from vitrina.features.image_encoders import EfficientNetLite0
     from vitrina.features.text_encoders import text_encoder_from_config
-    from vitrina.search.engine import SearchEngine
+    from vitrina.fusion.align import ContrastiveAligner
+    from vitrina.search.engine import Models, SearchEngine
 
     cfg = _config(ctx)
+    if aligner is not None and (photos is None or not semantic):
+        _fail("--aligner needs --photos and the semantic (text) index")
     try:
         storage, settings, folder = _search_parts(cfg, index)
-        encoder = text_encoder_from_config(cfg) if semantic else None
-        engine = SearchEngine.build(storage, encoder, settings)
-    except (ConfigError, ValueError) as exc:
+        models = Models(
+            text_encoder=text_encoder_from_config(cfg) if semantic else None,
+            image_encoder=EfficientNetLite0.from_config(cfg) if photos is not None else None,
+            aligner=ContrastiveAligner.load(aligner) if aligner is not None else None,
+        )
+        engine = SearchEngine.build(storage, models, settings, image_root=photos)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     engine.save(folder)
     typer.echo(json.dumps({"items": len(engine.catalog), "modes": engine.modes(), "index": str(folder)}))
 
 
 def _open_engine(cfg: Config, index: Path | None):
+    from vitrina.features.audio import AudioSettings
+    from vitrina.features.image_encoders import EfficientNetLite0
     from vitrina.features.text_encoders import text_encoder_from_config
-    from vitrina.search.engine import SearchEngine
+    from vitrina.search.engine import Models, SearchEngine
 
     storage, settings, folder = _search_parts(cfg, index)
     if not (folder / "search.json").exists():
         _fail(f"no search index in {folder}: run `vitrina search build` first")
     info = json.loads((folder / "search.json").read_text())
-    encoder = text_encoder_from_config(cfg, info["text_encoder"]["name"]) if info.get("text_encoder") else None
-    return storage, SearchEngine.load(folder, storage, encoder, settings)
+    models = Models(
+        text_encoder=text_encoder_from_config(cfg, info["text_encoder"]["name"]) if info.get("text_encoder") else None,
+        image_encoder=EfficientNetLite0.from_config(cfg) if info.get("image_encoder") else None,
+        recognizer=AudioSettings.from_config(cfg).recognizer(),  # the Whisper model loads on first use
+    )
+    return storage, SearchEngine.load(folder, storage, models, settings)
 
 
 @search_app.command("query")
 def search_query(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help="what the shopper typed")],
-    mode: Annotated[str, typer.Option(help="lexical | semantic | hybrid")] = "hybrid",
+    mode: Annotated[str, typer.Option(help="lexical | semantic | text-image | image | voice | hybrid")] = "hybrid",
     filter_: Annotated[
         list[str] | None,
         typer.Option("--filter", help="category=..., brand=..., price_min=..., price_max=..., attributes.KEY=..."),
     ] = None,
     page: Annotated[int, typer.Option(help="1-based page")] = 1,
     page_size: Annotated[int, typer.Option(help="results per page")] = 10,
+    photo: Annotated[
+        Path | None, typer.Option(help="a photo to search by (mode image, or with text in hybrid)")
+    ] = None,
+    audio: Annotated[Path | None, typer.Option(help="a spoken query (mode voice); the transcript is returned")] = None,
     index: IndexOpt = None,
 ) -> None:
-    """One page of results with facets, as JSON."""
+    """One page of results with facets, as JSON. TEXT may be "" with --photo or --audio."""
     from vitrina.search.engine import SearchError
     from vitrina.search.filters import FilterError
 
@@ -559,7 +584,15 @@ def search_query(
         for bound in ("price_min", "price_max"):
             if bound in filters:
                 filters[bound] = filters[bound][-1]  # type: ignore[index]
-        response = engine.search(text, mode, filters, page=page, page_size=page_size)
+        response = engine.search(
+            text or None,
+            mode,
+            filters,
+            page=page,
+            page_size=page_size,
+            photo=str(photo) if photo else None,
+            audio=str(audio) if audio else None,
+        )
     except (SearchError, FilterError, ConfigError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps(response.to_dict(), indent=2, ensure_ascii=False))
