@@ -11,7 +11,8 @@ Relevance: an article's product is the first 7 digits of its id (colour variants
   (full-text and text vectors), and each one's description is the query; relevant: that product's
   articles. The description cannot match itself, only the name, category and colour, while other
   products with near-identical descriptions compete: the hardest of the three, a cold-item test.
-- Text -> photo: items with text and photo are split 70/10/20 at random (seeded); a
+- Text -> photo: the distinct item texts (with a photo) are split 70/10/20 at random (seeded), every
+  item going with its text (colour variants share one, so no held-out text is seen in training); a
   `ContrastiveAligner` (the model settings `bench align` selected) learns the joint space on the
   70% (early stopping on the 10%); each held-out item's text (the featurize text fields) then searches
   the photos of every item (a `VectorIndex` of aligned photo vectors, the engine's "text-image"
@@ -118,17 +119,23 @@ def _text_to_image(cfg: Config, raw: Any, item_ids: pd.Series, rng: np.random.Ge
     text, has_text = features["text"].aligned(ids)
     image, has_photo = features["image"].aligned(ids)
     usable = np.flatnonzero(has_text & has_photo)
-    order = rng.permutation(usable)
-    n_valid, n_test = round(0.1 * len(order)), round(0.2 * len(order))
-    valid, test, train = order[:n_valid], order[n_valid : n_valid + n_test], order[n_valid + n_test :]
+    raw_text = np.array(item_text(raw.items, dataset_text_fields(cfg, "hm")), dtype=object)
+    # Split by text, not by item: colour variants share a text, and a held-out text must be new to
+    # the aligner (a variant in training would hand it the answer).
+    groups, group_of = np.unique(raw_text[usable], return_inverse=True)
+    order = rng.permutation(len(groups))
+    n_valid, n_test = round(0.1 * len(groups)), round(0.2 * len(groups))
+    fold = np.zeros(len(groups), dtype=int)
+    fold[order[:n_valid]], fold[order[n_valid : n_valid + n_test]] = 1, 2
+    train, valid, test = (usable[fold[group_of] == f] for f in range(3))
     aligner = ContrastiveAligner(**ALIGNER, seed=cfg.seed)
     aligner.fit(text, image, train, valid, progress=True)
-    raw_text = np.array(item_text(raw.items, dataset_text_fields(cfg, "hm")), dtype=object)
     index = VectorIndex(aligner.params["dim"])
     index.add(list(ids[usable]), aligner.embed_image(image[usable]))
-    queries = aligner.embed_text(text[test])
     by_text = pd.Series(ids[usable]).groupby(raw_text[usable]).agg(set)
     recalls, rrs = [], []
+    test = test[np.unique(raw_text[test], return_index=True)[1]]  # one query per held-out text
+    queries = aligner.embed_text(text[test])
     for row, vector in zip(test, queries, strict=True):
         found = [i for i, _ in index.search(vector[None], K)[0]]
         r, rr = ranking(found, by_text[raw_text[row]])
