@@ -9,8 +9,8 @@ cosine; hybrid: the same fusion over those two candidate rankings).
 
 The distinct queries are halved at random (seeded). On the validation half two choices are made:
 the lexical OR-fallback cut-off `lexical_max_df` (best NDCG@10 among the settings whose lexical
-p99 latency on the 100,000-item catalogue meets the 20 ms target) and the hybrid fusion (RRF or weighted, lexical weight 0.5/1/2
-against semantic 1). Every reported quality figure is on the test half, read once.
+p99 latency on the 100,000-item catalogue meets the 20 ms target) and the hybrid fusion (RRF or
+weighted, lexical weight 0.5/1/2 against semantic 1). Every reported quality figure is on the test half, read once.
 
 Latency is end to end per query (`SearchEngine.search`: query encoding, retrieval, fusion, facets,
 one page of 10) over `latency_queries` test queries drawn at random (seeded), on the real catalogue and
