@@ -66,10 +66,10 @@ class SearchSettings:
     """`[search]` in the config; see defaults.toml for what each does."""
 
     candidates: int = 100
-    fusion: str = "rrf"
+    fusion: str = "weighted"
     rrf_k: float = 60.0
     weights: Mapping[str, float] = field(
-        default_factory=lambda: {"lexical": 1.0, "semantic": 1.0, "text-image": 0.5, "image": 1.0}
+        default_factory=lambda: {"lexical": 2.0, "semantic": 1.0, "text-image": 0.5, "image": 1.0}
     )
     field_weights: Mapping[str, float] = field(default_factory=dict)
     text_fields: tuple[str, ...] = ("title", "description", "category_path", "brand")
@@ -81,7 +81,7 @@ class SearchSettings:
     max_upload_bytes: int = 10_000_000
     prefix_max_tokens: int = 3
     typo_tolerance: bool = True
-    lexical_max_df: float = 0.05
+    lexical_max_df: float = 0.2
     hnsw_m: int = 32
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 64

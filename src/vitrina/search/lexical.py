@@ -42,6 +42,8 @@ _PG_CLASS = {"title": "A", "brand": "B", "category": "B", "description": "C", "a
 _FTS = "search_fts"
 _PG = "search_docs"
 _VOCAB = "search_vocab"
+# Results below which lexical retrieval also ORs the common words in (a page must not come back empty).
+FULL_PAGE = 10
 # Rows per INSERT batch when (re)indexing.
 _CHUNK = 2000
 
@@ -88,7 +90,7 @@ class LexicalIndex:
         preprocessor: TextPreprocessor | None = None,
         prefix_max_tokens: int = 3,
         typo_tolerance: bool = True,
-        max_df: float = 0.05,
+        max_df: float = 0.2,
     ) -> None:
         weights = {**DEFAULT_WEIGHTS, **(weights or {})}
         unknown = set(weights) - set(FIELDS)
@@ -267,7 +269,7 @@ class LexicalIndex:
 
     def _ranked(self, query: str, k: int, filters: Filters, only: list[str] | None) -> list[Match]:
         """Items holding every query word first (BM25 order), then, if fewer than `k`, items holding
-        any of the less common words. Coordination first is what shoppers expect ("12 x 12 pavers":
+        any of the less common words, and only if still fewer than a page, any word at all. Coordination first is what shoppers expect ("12 x 12 pavers":
         pavers of that size before anything 12-inch), and the AND query is an intersection of
         posting lists: a query of common words costs milliseconds instead of scoring 20,000 rows."""
         groups = self.query_terms(query)
@@ -277,10 +279,16 @@ class LexicalIndex:
         if len(found) >= k or len(groups) == 1:
             return found
         words = self._words.tokens(query)  # one per group, unstemmed: what the vocabulary counts
-        rare = [g for g, w in zip(groups, words, strict=True) if not self._common(w)] or groups
-        seen = {m.item_id for m in found}
-        more = self._run(self._match_expression(rare, every=False), k, filters, only)
-        return found + [m for m in more if m.item_id not in seen][: k - len(found)]
+        rare = [g for g, w in zip(groups, words, strict=True) if not self._common(w)]
+        passes = [rare, groups] if rare and len(rare) < len(groups) else [groups]
+        for n, subset in enumerate(passes):
+            # The commonest words come back only when the page would otherwise be nearly empty.
+            if n and len(found) >= min(k, FULL_PAGE):
+                break
+            seen = {m.item_id for m in found}
+            more = self._run(self._match_expression(subset, every=False), k, filters, only)
+            found += [m for m in more if m.item_id not in seen][: k - len(found)]
+        return found
 
     def _run(self, expression: str, k: int, filters: Filters, only: list[str] | None) -> list[Match]:
         if self.dialect == "sqlite":
