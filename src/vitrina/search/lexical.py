@@ -269,9 +269,10 @@ class LexicalIndex:
 
     def _ranked(self, query: str, k: int, filters: Filters, only: list[str] | None) -> list[Match]:
         """Items holding every query word first (BM25 order), then, if fewer than `k`, items holding
-        any of the less common words, and only if still fewer than a page, any word at all. Coordination first is what shoppers expect ("12 x 12 pavers":
-        pavers of that size before anything 12-inch), and the AND query is an intersection of
-        posting lists: a query of common words costs milliseconds instead of scoring 20,000 rows."""
+        any of the less common words, and only if still fewer than a page, any word at all.
+        Coordination first is what shoppers expect ("12 x 12 pavers": pavers of that size before
+        anything 12-inch), and the AND query is an intersection of posting lists: a query of common
+        words costs milliseconds instead of scoring 20,000 rows."""
         groups = self.query_terms(query)
         if not groups or k < 1:
             return []
