@@ -61,16 +61,16 @@ def test_upsert_delete_and_consistency_check(shop: Storage, index: LexicalIndex,
     new = catalog.head(1).copy()
     new["item_id"], new["title"] = "new-1", "Telescopic ladder"
     shop.write("items", new)
-    assert stale_rows(index.digests(), shop.read("items"))["missing"].tolist() == ["new-1"]
+    assert stale_rows(index.digests(), shop.read("items"))["missing"] == ["new-1"]
     index.upsert(new)
     assert [m.item_id for m in index.search("ladder", 3)] == ["new-1"]
     changed = catalog.iloc[[5]].copy()
     changed["title"] = "Renamed thing"
     shop.write("items", changed)
-    assert stale_rows(index.digests(), shop.read("items"))["changed"].tolist() == [changed["item_id"].iloc[0]]
+    assert stale_rows(index.digests(), shop.read("items"))["changed"] == [changed["item_id"].iloc[0]]
     index.delete(["new-1"])
     assert index.search("ladder", 3) == []
-    assert stale_rows(index.digests(), shop.read("items"))["missing"].tolist() == ["new-1"]
+    assert stale_rows(index.digests(), shop.read("items"))["missing"] == ["new-1"]
 
 
 def test_score_ranks_only_the_given_items(index: LexicalIndex, catalog: pd.DataFrame) -> None:

@@ -464,15 +464,20 @@ class EfficientNetLite0(_ImageEncoder):
         normalize(self.preprocess.geometry(img), self.preprocess.mean, self.preprocess.std, out=out)
 
     def encode_with_logits(
-        self, inputs: Sequence[ImageInput], batch_size: int | None = None, progress: bool = False
+        self,
+        inputs: Sequence[ImageInput],
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_error: OnError | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(features [n, 1280] L2-normalised, ImageNet logits [n, 1000]); masked rows are zeros.
-        `batch_size` defaults to the constructor's (`[features.image] batch_size`)."""
+        `batch_size` defaults to the constructor's (`[features.image] batch_size`); `on_error`
+        overrides the constructor's failure policy for this call."""
         batch_size = batch_size or self.batch_size
         crop = self.preprocess.crop
         features = np.zeros((len(inputs), self.dim), dtype=np.float32)
         logits = np.zeros((len(inputs), self.n_classes), dtype=np.float32)
-        for start, pixels in self._prepared(inputs, batch_size, (3, crop, crop), self._prepare, progress):
+        for start, pixels in self._prepared(inputs, batch_size, (3, crop, crop), self._prepare, progress, on_error):
             f, lg = self._infer(pixels)
             features[start : start + len(pixels)] = f
             logits[start : start + len(pixels)] = lg
@@ -482,8 +487,14 @@ class EfficientNetLite0(_ImageEncoder):
             logits[failed] = 0.0
         return l2_normalize(features), logits
 
-    def encode(self, inputs: Sequence[ImageInput], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
-        return self.encode_with_logits(inputs, batch_size, progress)[0]
+    def encode(
+        self,
+        inputs: Sequence[ImageInput],
+        batch_size: int | None = None,
+        progress: bool = False,
+        on_error: OnError | None = None,
+    ) -> np.ndarray:
+        return self.encode_with_logits(inputs, batch_size, progress, on_error)[0]
 
     def top_classes(
         self, inputs: Sequence[ImageInput], k: int = 5, batch_size: int | None = None
@@ -544,12 +555,18 @@ class ColorHistogram(_ImageEncoder):
         counts = np.bincount(idx, minlength=self.dim).astype(np.float32)
         return counts / max(counts.sum(), 1.0)
 
-    def encode(self, inputs: Sequence[ImageInput], batch_size: int = 256, progress: bool = False) -> np.ndarray:
+    def encode(
+        self,
+        inputs: Sequence[ImageInput],
+        batch_size: int = 256,
+        progress: bool = False,
+        on_error: OnError | None = None,
+    ) -> np.ndarray:
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)
 
         def prepare(img: Image.Image, row: np.ndarray) -> None:
             row[:] = self.histogram(img)
 
-        for start, rows in self._prepared(inputs, batch_size, (self.dim,), prepare, progress):
+        for start, rows in self._prepared(inputs, batch_size, (self.dim,), prepare, progress, on_error):
             out[start : start + len(rows)] = rows
         return l2_normalize(out)

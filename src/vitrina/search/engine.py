@@ -97,8 +97,7 @@ class SearchSettings:
 
     @classmethod
     def from_config(cls, cfg: Any) -> SearchSettings:
-        names = {f for f in cls.__dataclass_fields__}
-        section = cfg.section("search", names)
+        section = cfg.section("search", set(cls.__dataclass_fields__))
         for key in ("text_fields", "price_buckets", "facet_attributes"):
             if key in section:
                 section[key] = tuple(section[key])
@@ -154,7 +153,6 @@ class VectorRetriever:
     """A vector index of items and how a query (text or photo) becomes a vector in its space."""
 
     index: VectorIndex
-    takes: str  # "text" or "photo"
     embed: Callable[[Any], np.ndarray]
 
 
@@ -174,6 +172,31 @@ def _photo(paths: Any, root: Path | None) -> str | None:
         return None
     path = Path(str(paths[0]))
     return str(path if path.is_absolute() or root is None else root / path)
+
+
+def _encode_photos(models: Models, items: pd.DataFrame, root: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """Image vectors of the items' first photos, and which items have one that decodes: a corrupt
+    photo costs its item the photo indexes, not the build."""
+    encoder = models.image_encoder
+    assert encoder is not None
+    paths = [_photo(p, root) for p in items["image_paths"].tolist()]
+    has = np.array([p is not None and Path(p).is_file() for p in paths], dtype=bool)
+    vectors = np.zeros((len(items), encoder.dim), dtype=np.float32)
+    if has.any():
+        present = [p for p, h in zip(paths, has, strict=True) if h]
+        vectors[has] = encoder.encode(present, progress=len(present) > 1000, on_error="mask")
+        has[np.flatnonzero(has)[list(encoder.last_errors)]] = False
+    return vectors, has
+
+
+def _photo_rows(models: Models, photos: np.ndarray) -> dict[str, np.ndarray]:
+    """Rows for the photo-based indexes: raw image vectors, and their aligned form."""
+    if not len(photos):
+        return {}
+    out = {"image": photos}
+    if models.aligner is not None and models.text_encoder is not None:
+        out["text-image"] = models.aligner.embed_image(photos)
+    return out
 
 
 class SearchEngine:
@@ -207,11 +230,11 @@ class SearchEngine:
         if model is None:
             raise ValueError(f"the {name!r} index needs its {what}")
         if name == "semantic":
-            return VectorRetriever(index, "text", lambda q: m.text_encoder.encode_queries([q]))
+            return VectorRetriever(index, lambda q: m.text_encoder.encode_queries([q]))
         if name == "image":
-            return VectorRetriever(index, "photo", lambda photo: m.image_encoder.encode([photo]))
+            return VectorRetriever(index, lambda photo: m.image_encoder.encode([photo]))
         # Item texts trained the aligner's text head, so a query is embedded as a passage too.
-        return VectorRetriever(index, "text", lambda q: m.aligner.embed_text(m.text_encoder.encode([q])))
+        return VectorRetriever(index, lambda q: m.aligner.embed_text(m.text_encoder.encode([q])))
 
     # -- construction -----------------------------------------------------------------------------
 
@@ -245,42 +268,12 @@ class SearchEngine:
             indexes["semantic"] = cls._vector_index(vectors.shape[1], settings)
             indexes["semantic"].add(list(ids), vectors)
         if models.image_encoder is not None:
-            engine = cls(catalog, lexical, None, models, settings, image_root)
-            photos, has = image_vectors(catalog) if image_vectors else engine._encode_photos(catalog)
-            for name, rows in engine._photo_indexes(photos[has]).items():
+            image_root = Path(image_root) if image_root else None
+            photos, has = image_vectors(catalog) if image_vectors else _encode_photos(models, catalog, image_root)
+            for name, rows in _photo_rows(models, photos[has]).items():
                 indexes[name] = cls._vector_index(rows.shape[1], settings)
                 indexes[name].add(list(ids[has]), rows)
         return cls(catalog, lexical, indexes, models, settings, image_root)
-
-    def _encode_photos(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Image vectors of the items' first photos; items without a readable photo are masked."""
-        assert self.models.image_encoder is not None
-        paths = [_photo(p, self.image_root) for p in items["image_paths"].tolist()]
-        has = np.array([p is not None and Path(p).is_file() for p in paths])
-        vectors = np.zeros((len(items), self.models.image_encoder.dim), dtype=np.float32)
-        if has.any():
-            present = [p for p, h in zip(paths, has, strict=True) if h]
-            encoder = self.models.image_encoder
-            policy = getattr(encoder, "on_error", None)
-            if policy is not None:  # a corrupt photo costs its item the photo indexes, not the build
-                encoder.on_error = "mask"
-            try:
-                vectors[has] = encoder.encode(present, progress=len(present) > 1000)
-            finally:
-                if policy is not None:
-                    encoder.on_error = policy
-            failed = getattr(encoder, "last_errors", {}) or {}
-            has[np.flatnonzero(has)[list(failed)]] = False
-        return vectors, has
-
-    def _photo_indexes(self, photos: np.ndarray) -> dict[str, np.ndarray]:
-        """Rows for the photo-based indexes: raw image vectors, and their aligned form."""
-        if not len(photos):
-            return {}
-        out = {"image": photos}
-        if self.models.aligner is not None and self.models.text_encoder is not None:
-            out["text-image"] = self.models.aligner.embed_image(photos)
-        return out
 
     @staticmethod
     def _lexical(storage: Storage, settings: SearchSettings) -> LexicalIndex:
@@ -394,12 +387,12 @@ class SearchEngine:
                 text_vectors = m.text_encoder.encode(item_text(items, self.settings.text_fields))
             self.vectors["semantic"].index.add(list(ids), text_vectors)
         if "image" in self.vectors:
-            photos, has = image_vectors if image_vectors is not None else self._encode_photos(items)
+            photos, has = image_vectors if image_vectors is not None else _encode_photos(m, items, self.image_root)
             for name in ("image", "text-image"):
                 if name in self.vectors:
                     index = self.vectors[name].index
                     index.delete([i for i in ids[~has] if i in index.rows])
-            for name, rows in self._photo_indexes(photos[has]).items():
+            for name, rows in _photo_rows(m, photos[has]).items():
                 self.vectors[name].index.add(list(ids[has]), rows)
         kept = self.catalog[~self.catalog["item_id"].astype(str).isin(set(ids))]
         self._set_catalog(pd.concat([kept, items[self.catalog.columns]], ignore_index=True))
@@ -420,7 +413,7 @@ class SearchEngine:
         changed since indexing. All lists empty means consistent. Photo indexes hold only items
         with a photo, so only their extra ids count."""
         items = storage.read("items")
-        report = {"lexical": {k: v.tolist() for k, v in stale_rows(self.lexical.digests(), items).items()}}
+        report = {"lexical": stale_rows(self.lexical.digests(), items)}
         current = set(items["item_id"].astype(str))
         for name, retriever in self.vectors.items():
             indexed = set(retriever.index.rows)
@@ -523,8 +516,10 @@ class SearchEngine:
                 name: _POOL.submit(self.retrieve, name, q, depth, filters, vectors[name]) for name, q in payload.items()
             }
             lists = {name: f.result() for name, f in futures.items()}
-        only = next(iter(lists.values())) if len(lists) == 1 else None
-        ranked = only if only is not None else fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
+        if len(lists) == 1:
+            (ranked,) = lists.values()
+        else:
+            ranked = fuse(lists, s.weights, fusion or s.fusion, s.rrf_k)
         if user_id is not None and personalizer is not None and ranked:
             ranked = self._personalise(ranked, user_id, personalizer)
         ranks = {name: {item: r + 1 for r, (item, _) in enumerate(found)} for name, found in lists.items()}
@@ -539,11 +534,6 @@ class SearchEngine:
             for item, score in ranked[start : start + page_size]
         ]
         pool = np.array([self._row[i] for i, _ in ranked if i in self._row], dtype=np.int64)
-        corrections = {}
-        if "lexical" in lists:
-            for group in self.lexical.query_terms(payload["lexical"]):
-                if len(group) > 1 and not group[1].endswith("*"):
-                    corrections[group[0]] = group[1]
         sponsored: list[ServedAd] = []
         if ads is not None and page == 1:
             request = AdRequest(
@@ -563,7 +553,7 @@ class SearchEngine:
             page_size=page_size,
             total=len(ranked),
             facets=facet_counts(self.catalog, pool, s.price_buckets, s.facet_attributes),
-            corrections=corrections,
+            corrections=self.lexical.corrections(query) if "lexical" in lists else {},
             transcript=transcript,
             sponsored=sponsored,
             layout=[(kind, h.item_id) for kind, h in blend(hits, sponsored, ad_slots)],
@@ -606,8 +596,11 @@ class SearchEngine:
         return query.strip()
 
     def _check_upload(self, what: str, data: bytes | str) -> None:
-        size = len(data) if isinstance(data, bytes) else Path(data).stat().st_size if Path(data).is_file() else None
-        if size is None:
+        if isinstance(data, bytes):
+            size = len(data)
+        elif Path(data).is_file():
+            size = Path(data).stat().st_size
+        else:
             raise SearchError(f"the {what} {data!r} is not a file")
         if size == 0:
             raise SearchError(f"the {what} is empty")

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
@@ -42,6 +41,8 @@ _PG_CLASS = {"title": "A", "brand": "B", "category": "B", "description": "C", "a
 _FTS = "search_fts"
 _PG = "search_docs"
 _VOCAB = "search_vocab"
+# Full-text query syntax per backend (is it SQLite?): prefix term, exact term, OR, AND.
+_SYNTAX = {True: ('"{}" *', '"{}"', " OR ", " AND "), False: ("'{}':*", "'{}'", " | ", " & ")}
 # Results below which lexical retrieval also ORs the common words in (a page must not come back empty).
 FULL_PAGE = 10
 # Rows per INSERT batch when (re)indexing.
@@ -109,7 +110,12 @@ class LexicalIndex:
         self.max_df = max_df
         self._speller: Speller | None = None
         self._count: int | None = None
+        self._built = False  # known to exist: spares every query a look at the schema
         self._writer = engine.execution_options(vitrina_write=True)
+        # PostgreSQL's ts_rank takes four class weights in [0, 1]: the field weights over their maximum.
+        top = max(weights.values()) or 1.0
+        classes = [max(w for f, w in weights.items() if _PG_CLASS[f] == c) / top for c in "DCBA"]
+        self._pg_weights = sa.literal_column(f"ARRAY[{', '.join(map(str, classes))}]::real[]")
 
     # -- building and maintenance -----------------------------------------------------------------
 
@@ -135,7 +141,7 @@ class LexicalIndex:
             conn.exec_driver_sql(f"DELETE FROM {self._table}")
             conn.exec_driver_sql(f"DELETE FROM {_VOCAB}")
             self._insert(conn, items)
-        self._speller, self._count = None, None
+        self._changed()
         return len(items)
 
     def upsert(self, items: pd.DataFrame) -> int:
@@ -144,14 +150,18 @@ class LexicalIndex:
             self._create(conn)
             self._delete(conn, items["item_id"].astype(str).tolist())
             self._insert(conn, items)
-        self._speller, self._count = None, None
+        self._changed()
         return len(items)
 
     def delete(self, item_ids: Sequence[str]) -> None:
         with self._writer.begin() as conn:
             self._create(conn)
             self._delete(conn, list(item_ids))
-        self._count = None
+        self._changed()
+
+    def _changed(self) -> None:
+        """The index exists and its counts moved: drop what was cached from it."""
+        self._speller, self._count, self._built = None, None, True
 
     @property
     def _table(self) -> str:
@@ -168,13 +178,14 @@ class LexicalIndex:
         return [stem(w) for w in words] if self.preprocessor.stem else words
 
     def _insert(self, conn: sa.Connection, items: pd.DataFrame) -> None:
-        words = {f: [self._words.tokens(t) for t in texts] for f, texts in index_fields(items).items()}
+        fields = index_fields(items)
+        words = {f: [self._words.tokens(t) for t in texts] for f, texts in fields.items()}
         tokens = {f: [" ".join(self._stems(w)) for w in docs] for f, docs in words.items()}
         vocabulary: Counter[str] = Counter()
         for docs in zip(*words.values(), strict=True):
             vocabulary.update({w for d in docs for w in d})
         ids = items["item_id"].astype(str).tolist()
-        digests = [content_digest(row) for row in zip(*index_fields(items).values(), strict=True)]
+        digests = _digests(fields)
         rows = [
             {"item_id": i, "digest": d, **{f: tokens[f][n] for f in FIELDS}}
             for n, (i, d) in enumerate(zip(ids, digests, strict=True))
@@ -206,7 +217,8 @@ class LexicalIndex:
             return dict(conn.exec_driver_sql(f"SELECT item_id, digest FROM {self._table}").all())
 
     def _exists(self, conn: sa.Connection) -> bool:
-        return sa.inspect(conn).has_table(self._table)
+        self._built = self._built or sa.inspect(conn).has_table(self._table)
+        return self._built
 
     # -- querying ---------------------------------------------------------------------------------
 
@@ -228,10 +240,19 @@ class LexicalIndex:
             self._speller = speller
         return self._speller
 
+    def corrections(self, query: str) -> dict[str, str]:
+        """Query words the index has never seen, and the indexed word each is widened to."""
+        if not self.typo_tolerance:
+            return {}
+        speller = self.speller()
+        return {w: fix for w in self._words.tokens(query) if (fix := speller.correct(w))}
+
     def query_terms(self, query: str) -> list[tuple[str, ...]]:
         """The query as groups of alternatives: each token, plus its correction when it is unknown;
         a trailing '*' marks the prefix token of a short query."""
-        words = self._words.tokens(query)
+        return self._groups(self._words.tokens(query))
+
+    def _groups(self, words: list[str]) -> list[tuple[str, ...]]:
         groups: list[tuple[str, ...]] = []
         speller = self.speller() if self.typo_tolerance else None
         for n, word in enumerate(words):
@@ -244,12 +265,12 @@ class LexicalIndex:
 
     def _match_expression(self, groups: list[tuple[str, ...]], every: bool) -> str:
         """The full-text query: each group's alternatives OR-ed; the groups AND-ed (`every`) or OR-ed."""
-        if self.dialect == "sqlite":
-            term = lambda t: f'"{t[:-1]}" *' if t.endswith("*") else f'"{t}"'  # noqa: E731
-            any_of, join = " OR ", " AND " if every else " OR "
-        else:
-            term = lambda t: f"'{t[:-1]}':*" if t.endswith("*") else f"'{t}'"  # noqa: E731
-            any_of, join = " | ", " & " if every else " | "
+        prefix, exact, any_of, all_of = _SYNTAX[self.dialect == "sqlite"]
+        join = all_of if every else any_of
+
+        def term(t: str) -> str:
+            return prefix.format(t[:-1]) if t.endswith("*") else exact.format(t)
+
         return join.join("(" + any_of.join(term(t) for t in g) + ")" for g in groups)
 
     def _common(self, word: str) -> bool:
@@ -273,13 +294,13 @@ class LexicalIndex:
         Coordination first is what shoppers expect ("12 x 12 pavers": pavers of that size before
         anything 12-inch), and the AND query is an intersection of posting lists: a query of common
         words costs milliseconds instead of scoring 20,000 rows."""
-        groups = self.query_terms(query)
+        words = self._words.tokens(query)  # unstemmed, one per group: what the vocabulary counts
+        groups = self._groups(words)
         if not groups or k < 1:
             return []
         found = self._run(self._match_expression(groups, every=True), k, filters, only)
         if len(found) >= k or len(groups) == 1:
             return found
-        words = self._words.tokens(query)  # one per group, unstemmed: what the vocabulary counts
         rare = [g for g, w in zip(groups, words, strict=True) if not self._common(w)]
         passes = [rare, groups] if rare and len(rare) < len(groups) else [groups]
         for n, subset in enumerate(passes):
@@ -302,11 +323,7 @@ class LexicalIndex:
         else:
             docs = sa.table(_PG, sa.column("item_id"), sa.column("doc"))
             q = sa.func.to_tsquery("simple", expression)
-            # ts_rank takes class weights in [0, 1]: the field weights over their maximum.
-            top = max(self.weights.values()) or 1.0
-            classes = {c: max(w for f, w in self.weights.items() if _PG_CLASS[f] == c) / top for c in "ABCD"}
-            array = sa.literal_column(f"ARRAY[{classes['D']}, {classes['C']}, {classes['B']}, {classes['A']}]::real[]")
-            rank = sa.func.ts_rank(array, docs.c.doc, q)
+            rank = sa.func.ts_rank(self._pg_weights, docs.c.doc, q)
             stmt = sa.select(docs.c.item_id, rank.label("score")).where(docs.c.doc.op("@@")(q))
             fts = docs
         if filters:
@@ -321,13 +338,16 @@ class LexicalIndex:
         return [Match(str(i), float(s)) for i, s in rows]
 
 
-def stale_rows(indexed: Mapping[str, str], items: pd.DataFrame) -> dict[str, np.ndarray]:
+def _digests(fields: Mapping[str, list[Any]]) -> list[str]:
+    return [content_digest(row) for row in zip(*fields.values(), strict=True)]
+
+
+def stale_rows(indexed: Mapping[str, str], items: pd.DataFrame) -> dict[str, list[str]]:
     """Compare an index's {item id: digest} with the items table: ids missing from the index,
     ids indexed but no longer in the table, and ids whose text changed since indexing."""
-    ids = items["item_id"].astype(str).to_numpy()
-    digests = [content_digest(row) for row in zip(*index_fields(items).values(), strict=True)]
-    current = dict(zip(ids, digests, strict=True))
-    missing = np.array(sorted(set(current) - set(indexed)), dtype=object)
-    extra = np.array(sorted(set(indexed) - set(current)), dtype=object)
-    changed = np.array(sorted(i for i in set(current) & set(indexed) if current[i] != indexed[i]), dtype=object)
-    return {"missing": missing, "extra": extra, "changed": changed}
+    current = dict(zip(items["item_id"].astype(str), _digests(index_fields(items)), strict=True))
+    return {
+        "missing": sorted(set(current) - set(indexed)),
+        "extra": sorted(set(indexed) - set(current)),
+        "changed": sorted(i for i in set(current) & set(indexed) if current[i] != indexed[i]),
+    }

@@ -36,7 +36,6 @@ class VectorIndex:
         self.dim, self.m = dim, m
         self.ef_construction, self.ef_search, self.exact_below = ef_construction, ef_search, exact_below
         self.index = self._new_index()
-        self.vectors = np.zeros((0, dim), dtype=np.float32)
         self.row_ids: list[str] = []
         self.alive = np.zeros(0, dtype=bool)
         self.rows: dict[str, int] = {}
@@ -50,9 +49,14 @@ class VectorIndex:
         return len(self.rows)
 
     @property
-    def ids(self) -> list[str]:
-        """Live ids in row order."""
-        return [self.row_ids[r] for r in np.flatnonzero(self.alive)]
+    def vectors(self) -> np.ndarray:
+        """Every row's stored vector: a view of faiss's own copy (no second copy to keep in step;
+        take it again after an add, which may move faiss's buffer)."""
+        n = self.index.ntotal
+        if not n:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        flat = faiss.downcast_index(self.index.storage)
+        return faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
 
     def vector(self, item_id: str) -> np.ndarray:
         return self.vectors[self.rows[item_id]]
@@ -70,7 +74,6 @@ class VectorIndex:
         vectors = l2_normalize(vectors)
         start = len(self.row_ids)
         self.index.add(vectors)
-        self.vectors = np.concatenate([self.vectors, vectors])
         self.row_ids.extend(str(i) for i in ids)
         self.alive = np.concatenate([self.alive, np.ones(len(ids), dtype=bool)])
         self.rows.update({str(i): start + n for n, i in enumerate(ids)})
@@ -90,8 +93,9 @@ class VectorIndex:
     def compact(self) -> None:
         """Rebuild the graph from the live rows only."""
         live = np.flatnonzero(self.alive)
+        # Fancy indexing copies: the rows outlive the old index and its buffer.
         ids, vectors = [self.row_ids[r] for r in live], self.vectors[live]
-        self.index, self.vectors, self.row_ids = self._new_index(), np.zeros((0, self.dim), np.float32), []
+        self.index, self.row_ids = self._new_index(), []
         self.alive, self.rows = np.zeros(0, dtype=bool), {}
         if len(ids):
             self.add(ids, vectors)
@@ -116,7 +120,7 @@ class VectorIndex:
             params = faiss.SearchParametersHNSW()
             params.efSearch = max(self.ef_search, k)
             bitmap = None
-            if mask.sum() < len(mask):
+            if n_allowed < len(mask):
                 bitmap = np.packbits(mask, bitorder="little")
                 params.sel = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
             found, found_rows = self.index.search(queries, k, params=params)
@@ -130,7 +134,7 @@ class VectorIndex:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index, str(folder / "hnsw.faiss"))
-        np.savez(folder / "rows.npz", vectors=self.vectors, ids=np.array(self.row_ids, dtype=str), alive=self.alive)
+        np.savez(folder / "rows.npz", ids=np.array(self.row_ids, dtype=str), alive=self.alive)
         settings = {"dim": self.dim, "m": self.m, "ef_construction": self.ef_construction}
         settings |= {"ef_search": self.ef_search, "exact_below": self.exact_below}
         (folder / "index.json").write_text(json.dumps(settings))
@@ -142,7 +146,6 @@ class VectorIndex:
         index = cls(**json.loads((folder / "index.json").read_text()))
         index.index = faiss.read_index(str(folder / "hnsw.faiss"))
         with np.load(folder / "rows.npz", allow_pickle=False) as z:
-            index.vectors, index.alive = z["vectors"], z["alive"]
-            index.row_ids = z["ids"].tolist()
+            index.alive, index.row_ids = z["alive"], z["ids"].tolist()
         index.rows = {index.row_ids[r]: int(r) for r in np.flatnonzero(index.alive)}
         return index
