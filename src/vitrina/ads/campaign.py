@@ -7,11 +7,13 @@ the auction later.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
+
+from vitrina.checks import non_negative
+from vitrina.search.filters import under
 
 __all__ = ["MATCH_TYPES", "STATUSES", "AdsError", "Campaign", "Keyword"]
 
@@ -21,18 +23,6 @@ STATUSES = ("active", "paused", "ended")
 
 class AdsError(ValueError):
     """A campaign or ad request that cannot be accepted: the message names the field and why."""
-
-
-def _money(name: str, value: Any, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise AdsError(f"{name}: expected an amount, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise AdsError(f"{name}: must be a non-negative amount, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -68,13 +58,12 @@ class Campaign:
     start: date | None = None
     end: date | None = None
     status: str = "active"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not str(self.campaign_id).strip() or not str(self.advertiser).strip():
             raise AdsError("campaign_id and advertiser must be non-empty")
         for name in ("bid", "daily_budget", "total_budget"):
-            object.__setattr__(self, name, _money(name, getattr(self, name)))
+            object.__setattr__(self, name, non_negative(name, getattr(self, name), AdsError))
         if self.bid == 0:
             raise AdsError("bid: must be above zero")
         if self.daily_budget > self.total_budget:
@@ -123,7 +112,7 @@ class Campaign:
         """No category targeting, or `path` is a targeted category or below one."""
         if not self.categories:
             return True
-        return path is not None and any(path == c or path.startswith(c + " > ") for c in self.categories)
+        return any(under(path, c) for c in self.categories)
 
     def targets_segment(self, segments: Sequence[str]) -> bool:
         return not self.segments or bool(set(self.segments) & set(segments))

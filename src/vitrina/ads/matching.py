@@ -12,6 +12,7 @@ no viewed item) matches every campaign its targeting allows: the pCTR model rank
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -31,9 +32,15 @@ def _contains(seq: list[str], part: list[str]) -> bool:
     return any(seq[i : i + n] == part for i in range(len(seq) - n + 1))
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _keyword_words(text: str) -> tuple[str, ...]:
+    """A bid phrase's words, tokenised once rather than for every request it is tested against."""
+    return tuple(_WORDS.tokens(text))
+
+
 def keyword_matches(keyword: Keyword, query_words: list[str]) -> bool:
     """Does a query (its preprocessed words) match the keyword under its match type?"""
-    words = _WORDS.tokens(keyword.text)
+    words = list(_keyword_words(keyword.text))
     if not words:
         return False
     if keyword.match == "exact":

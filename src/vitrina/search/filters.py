@@ -12,7 +12,6 @@ price. A list of values means any of them.
 from __future__ import annotations
 
 import itertools
-import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-__all__ = ["SEPARATOR", "FilterError", "Filters", "facet_counts"]
+from vitrina.checks import non_negative
+
+__all__ = ["SEPARATOR", "FilterError", "Filters", "facet_counts", "under"]
 
 SEPARATOR = " > "
 KEYS = ("category", "brand", "price_min", "price_max")
@@ -38,16 +39,6 @@ def _values(key: str, value: Any) -> tuple[str, ...]:
     if not values or any(not isinstance(v, str | int | float) or str(v) == "" for v in values):
         raise FilterError(f"filter '{key}': expected a non-empty value or list of values, got {value!r}")
     return tuple(str(v) for v in values)
-
-
-def _bound(key: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise FilterError(f"filter '{key}': expected a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise FilterError(f"filter '{key}': expected a non-negative finite number, got {value!r}")
-    return number
 
 
 @dataclass(frozen=True)
@@ -78,8 +69,16 @@ class Filters:
         unknown = [k for k in spec if k not in KEYS and not k.startswith(_ATTRIBUTE_PREFIX)]
         if unknown:
             raise FilterError(f"unknown filter {unknown[0]!r}; known: {', '.join(KEYS)}, attributes.<name>")
-        lo = _bound("price_min", spec["price_min"]) if spec.get("price_min") is not None else None
-        hi = _bound("price_max", spec["price_max"]) if spec.get("price_max") is not None else None
+        lo = (
+            non_negative("filter 'price_min'", spec["price_min"], FilterError)
+            if spec.get("price_min") is not None
+            else None
+        )
+        hi = (
+            non_negative("filter 'price_max'", spec["price_max"], FilterError)
+            if spec.get("price_max") is not None
+            else None
+        )
         if lo is not None and hi is not None and lo > hi:
             raise FilterError(f"filter price_min ({lo}) is above price_max ({hi})")
         return cls(
@@ -136,6 +135,11 @@ class Filters:
                 (_attribute_text(a, name) in wanted for a in catalog["attributes"].tolist()), bool, len(catalog)
             )
         return keep
+
+
+def under(path: str | None, category: str) -> bool:
+    """Is a category path `category` itself or below it ("Tools > Drills" is under "Tools")?"""
+    return path is not None and (path == category or path.startswith(category + SEPARATOR))
 
 
 def _attribute_text(attributes: Any, name: str) -> str | None:
