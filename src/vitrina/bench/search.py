@@ -22,6 +22,7 @@ says so next to the numbers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,13 +66,16 @@ def graded_ndcg(ranked: Sequence[str], grades: dict[str, float], k: int = K) -> 
 
 
 def _open_storage(cfg: Config, name: str, items: pd.DataFrame) -> Storage:
-    """A database of the catalogue under the cache folder, rewritten only when its items differ."""
-    path = Path(cfg.cache_dir) / "search" / f"{name}.sqlite"
+    """A database of exactly these items under the cache folder: the file is named by a digest of
+    their content, so a changed catalogue (another seed's withheld descriptions) gets its own."""
+    frame = items[columns("items")]
+    digest = hashlib.blake2b(pd.util.hash_pandas_object(frame.astype(str), index=False).to_numpy().tobytes())
+    path = Path(cfg.cache_dir) / "search" / f"{name}-{digest.hexdigest()[:16]}.sqlite"
     storage = Storage(f"sqlite:///{path}")
     storage.create_schema()
-    if storage.counts()["items"] != len(items):
+    if storage.counts()["items"] != len(frame):  # new, or an earlier write was interrupted
         storage.delete_all()
-        storage.write("items", items[columns("items")], source=name)
+        storage.write("items", frame, source=name)
     return storage
 
 
