@@ -69,15 +69,9 @@ class Filters:
         unknown = [k for k in spec if k not in KEYS and not k.startswith(_ATTRIBUTE_PREFIX)]
         if unknown:
             raise FilterError(f"unknown filter {unknown[0]!r}; known: {', '.join(KEYS)}, attributes.<name>")
-        lo = (
-            non_negative("filter 'price_min'", spec["price_min"], FilterError)
-            if spec.get("price_min") is not None
-            else None
-        )
-        hi = (
-            non_negative("filter 'price_max'", spec["price_max"], FilterError)
-            if spec.get("price_max") is not None
-            else None
+        lo, hi = (
+            None if spec.get(key) is None else non_negative(f"filter '{key}'", spec[key], FilterError)
+            for key in ("price_min", "price_max")
         )
         if lo is not None and hi is not None and lo > hi:
             raise FilterError(f"filter price_min ({lo}) is above price_max ({hi})")

@@ -1,5 +1,5 @@
 """Typo tolerance for lexical search: a query token the index has never seen is matched to the
-index's own terms within one or two edits (symmetric deletes, as in SymSpell).
+index's own terms one edit away (symmetric deletes, as in SymSpell).
 
 Every term of the index is stored with each of its one-character deletions; a misspelt token
 meets a term when the two share the token, a term, or a deletion of either. That covers one
@@ -35,9 +35,6 @@ class Speller:
                 for d in _deletes(term):
                     self._by_delete[d].add(term)
             self.frequency[term] = count
-
-    def __contains__(self, term: str) -> bool:
-        return term in self.frequency
 
     def correct(self, token: str) -> str | None:
         """The likeliest known term one edit from an unknown `token`; None when the token is
