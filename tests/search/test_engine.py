@@ -127,3 +127,20 @@ def test_sponsored_results_are_auctioned_labelled_and_blended(engine: SearchEngi
     assert response.to_dict()["sponsored"][0]["sponsored"] is True
     assert [e.kind for e in server.log] == ["impression"]
     assert engine.search("cordless drill", "hybrid", page=2, page_size=4, ads=server).sponsored == []
+
+
+def test_recommender_personalizer_scores_known_pairs_only() -> None:
+    from synthetic import clustered_dataset
+    from vitrina.data.snapshot import Snapshot
+    from vitrina.models import create
+    from vitrina.search.engine import recommender_personalizer
+
+    snap = Snapshot.build(clustered_dataset(), split="random", seed=0)
+    model = create("itemknn", seed=1, neighbours=20).fit(snap, progress=False)
+    score = recommender_personalizer(model)
+    user, items = snap.users.ids[0], list(snap.items.ids[:5])
+    assert score("never-seen-user", items) is None
+    got = score(user, [*items, "not-in-the-model"])
+    expected = model.score([0], snap.items.to_index(items))[0]
+    assert np.allclose(got[:5], expected)
+    assert got[5] == pytest.approx(expected.min())  # unknown items get the lowest known score
