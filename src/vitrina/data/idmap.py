@@ -43,10 +43,14 @@ class IdMap:
         except KeyError:
             raise UnknownIdError(f"unknown {self.kind} '{external}'") from None
 
+    def lookup(self, externals: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Indices of many ids at once, -1 for ids the map lacks."""
+        index = self._index
+        return np.fromiter((index.get(str(x), -1) for x in externals), dtype=np.int64, count=len(externals))
+
     def to_index(self, externals: Sequence[str] | np.ndarray) -> np.ndarray:
         """Map many ids at once; every unknown id is named in the error."""
-        index = self._index
-        out = np.fromiter((index.get(str(x), -1) for x in externals), dtype=np.int64, count=len(externals))
+        out = self.lookup(externals)
         if (out < 0).any():
             bad = [str(externals[i]) for i in np.flatnonzero(out < 0)[:5]]
             raise UnknownIdError(f"unknown {self.kind}(s): {', '.join(bad)}" + (" ..." if (out < 0).sum() > 5 else ""))

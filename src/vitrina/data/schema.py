@@ -149,6 +149,19 @@ ad_events_table = sa.Table(
     sa.Index("ix_ad_events_campaign", "campaign_id"),
 )
 
+# Catalogue change feed (vitrina.serving): every item written or deleted through the service, with
+# the item's modality vectors, in commit order. Each serving worker applies the rows past the last
+# `seq` it has seen, so an item posted to one worker is searchable and recommendable on all.
+item_changes_table = sa.Table(
+    "item_changes",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("item_id", sa.String(128), nullable=False),
+    sa.Column("op", sa.String(8), nullable=False),  # "upsert" | "delete"
+    sa.Column("vectors", sa.LargeBinary),  # npz: modality -> vector, for upserts
+    sa.Column("ts", sa.Float, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,

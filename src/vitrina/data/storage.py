@@ -9,7 +9,7 @@ per-row ORM objects would make a 160k-event import take minutes instead of secon
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,6 +222,11 @@ class Storage:
     def close(self) -> None:
         self.engine.dispose()
 
+    def begin(self) -> Any:
+        """A write transaction (context manager yielding the connection); SQLite takes its write
+        lock up front."""
+        return self._writer.begin()
+
     def create_schema(self) -> None:
         """Create missing tables and indexes; existing ones are left as they are."""
         metadata.create_all(self.engine)
@@ -238,13 +243,18 @@ class Storage:
         return self.write_many(frames, sources={kind: f"{raw.name} {kind}" for kind in KINDS})
 
     def write_many(
-        self, frames: Mapping[str, pd.DataFrame], *, sources: Mapping[str, str] | None = None
+        self,
+        frames: Mapping[str, pd.DataFrame],
+        *,
+        sources: Mapping[str, str] | None = None,
+        then: Callable[[sa.Connection], None] | None = None,
     ) -> dict[str, int]:
         """Write several kinds in one transaction; returns rows added per kind (all four kinds).
 
         `sources` names each kind's origin (e.g. a file name) in errors. Interactions must name users
         and items that are in the database or in this same write; otherwise `DataError` is raised
-        and nothing is written.
+        and nothing is written. `then(conn)` runs last inside the same transaction (rows that must
+        land together with these, such as a change-feed entry).
         """
         unknown = sorted(set(frames) - set(KINDS))
         if unknown:
@@ -263,6 +273,8 @@ class Storage:
                 else:
                     self._upsert(conn, batch)
                 added[kind] = self._count(conn, kind) - before
+            if then is not None:
+                then(conn)
         return added
 
     def _insert_stmt(self, table: sa.Table) -> Any:

@@ -158,6 +158,11 @@ class Recommender(ABC):
             scores = scores[:, torch.as_tensor(np.asarray(items, dtype=np.int64))]
         return scores.numpy()
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """User and item vectors whose dot products are this model's scores: what serving blends
+        with a user's most recent items without retraining."""
+        raise TypeError(f"{self.name}: its scores are not dot products of user and item vectors")
+
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True) -> list[tuple[str, float]]:
         """Top-k (item id, score) for a user given by the shop's id."""
         self._check_fitted()

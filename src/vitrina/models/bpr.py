@@ -97,6 +97,12 @@ class BPR(Recommender):
         user_all, item_all = self._cache
         return user_all[torch.from_numpy(users)] @ item_all.T
 
+    def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        self._check_fitted()
+        with torch.no_grad():
+            users, items = self._final_embeddings()
+        return users.detach().numpy().copy(), items.detach().numpy().copy()
+
     def _state(self) -> dict[str, np.ndarray]:
         return {
             "user_emb": self.user_emb.detach().numpy().copy(),

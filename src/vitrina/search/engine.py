@@ -256,7 +256,7 @@ class SearchEngine:
         settings = settings or SearchSettings()
         models = models if isinstance(models, Models) else Models(text_encoder=models)
         catalog = storage.read("items")
-        lexical = cls._lexical(storage, settings)
+        lexical = cls.lexical_index(storage, settings)
         lexical.build(catalog)
         ids = np.array(catalog["item_id"].astype(str).tolist(), dtype=object)
         indexes: dict[str, VectorIndex] = {}
@@ -276,7 +276,8 @@ class SearchEngine:
         return cls(catalog, lexical, indexes, models, settings, image_root)
 
     @staticmethod
-    def _lexical(storage: Storage, settings: SearchSettings) -> LexicalIndex:
+    def lexical_index(storage: Storage, settings: SearchSettings) -> LexicalIndex:
+        """The full-text index of a database (it lives in the database: every process shares it)."""
         return LexicalIndex(
             storage.engine,
             weights=settings.field_weights,
@@ -348,7 +349,7 @@ class SearchEngine:
                 )
         indexes = {name: VectorIndex.load(folder / name) for name in info["indexes"]}
         settings = settings or SearchSettings()
-        lexical = cls._lexical(storage, settings)
+        lexical = cls.lexical_index(storage, settings)
         return cls(storage.read("items"), lexical, indexes, models, settings, info["image_root"])
 
     # -- catalogue --------------------------------------------------------------------------------
@@ -365,6 +366,9 @@ class SearchEngine:
             for name, r in self.vectors.items()
         }
 
+    def __contains__(self, item_id: object) -> bool:
+        return str(item_id) in self._row
+
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one engine per process; cleared on every catalogue change
     def _mask(self, filters: Filters) -> np.ndarray:
         return filters.mask(self.catalog)
@@ -374,13 +378,16 @@ class SearchEngine:
         items: pd.DataFrame,
         text_vectors: np.ndarray | None = None,
         image_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+        index_text: bool = True,
     ) -> None:
         """Add or replace items (rows in schema columns, already written to the database) in every
         index without a rebuild. Their text and photos are embedded here unless vectors are given
         (`image_vectors` = (vectors, has-photo mask)); an item whose photo is gone leaves the photo
-        indexes."""
+        indexes. `index_text=False` leaves the full-text index (in the shared database) alone: a
+        serving worker catching up with a change another process already indexed."""
         ids = np.array(items["item_id"].astype(str).tolist(), dtype=object)
-        self.lexical.upsert(items)
+        if index_text:
+            self.lexical.upsert(items)
         m = self.models
         if "semantic" in self.vectors and m.text_encoder is not None:
             if text_vectors is None:
@@ -397,12 +404,14 @@ class SearchEngine:
         kept = self.catalog[~self.catalog["item_id"].astype(str).isin(set(ids))]
         self._set_catalog(pd.concat([kept, items[self.catalog.columns]], ignore_index=True))
 
-    def delete_items(self, item_ids: Sequence[str]) -> None:
-        """Remove items from every index (the database rows are the caller's to delete)."""
+    def delete_items(self, item_ids: Sequence[str], index_text: bool = True) -> None:
+        """Remove items from every index (the database rows are the caller's to delete);
+        `index_text` as in `upsert_items`."""
         unknown = [i for i in item_ids if i not in self._row]
         if unknown:
             raise KeyError(f"unknown item id {unknown[0]!r} ({len(unknown)} unknown)")
-        self.lexical.delete(item_ids)
+        if index_text:
+            self.lexical.delete(item_ids)
         for retriever in self.vectors.values():
             retriever.index.delete([i for i in item_ids if i in retriever.index.rows])
         self._set_catalog(self.catalog[~self.catalog["item_id"].astype(str).isin(set(item_ids))])
@@ -481,7 +490,7 @@ class SearchEngine:
             filters = Filters.parse(filters)
         transcript = None
         if mode == "voice":
-            query = transcript = self._transcribe(audio)
+            query = transcript = self.transcribe(audio)
         elif audio is not None:
             raise SearchError(f"an audio query needs mode 'voice', not {mode!r}")
         if photo is not None:
@@ -559,7 +568,8 @@ class SearchEngine:
             layout=[(kind, h.item_id) for kind, h in blend(hits, sponsored, ad_slots)],
         )
 
-    def _transcribe(self, audio: bytes | str | None) -> str:
+    def transcribe(self, audio: bytes | str | None) -> str:
+        """The text of a spoken query (checked like any upload); SearchError when nothing usable."""
         if self.models.recognizer is None:
             raise SearchError(f"this engine has no speech recogniser; available: {', '.join(self.modes())}")
         if audio is None:

@@ -1,0 +1,48 @@
+"""`[serve]` in the config: the service, its training job and its online blending."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ServeSettings"]
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """See defaults.toml's [serve] for what each setting does."""
+
+    dir: Path = Path(".cache/vitrina/serve")
+    media_root: Path | None = None
+    model: str = "lightgcn"
+    split: str = "leave-last-out"
+    keep_versions: int = 3
+    joint_dim: int = 128
+    modality_weights: dict[str, float] = field(default_factory=lambda: {"text": 1.0, "image": 1.0, "audio": 0.5})
+    recent_events: int = 20
+    recency_decay: float = 0.85
+    session_weight: float = 0.5
+    content_weight: float = 0.5
+    refresh_s: float = 1.0
+    max_body_bytes: int = 1_000_000
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("session_weight", "content_weight", "recency_decay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"serve.{name} must be within [0, 1], got {value}")
+        if self.recent_events < 1 or self.workers < 1 or self.joint_dim < 1:
+            raise ValueError("serve.recent_events, serve.workers and serve.joint_dim must be at least 1")
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ServeSettings:
+        section = cfg.section("serve", set(cls.__dataclass_fields__))
+        section["dir"] = Path(section.get("dir") or cfg.cache_dir / "serve")
+        section["media_root"] = Path(section["media_root"]) if section.get("media_root") else None
+        if "modality_weights" in section:
+            section["modality_weights"] = {str(k): float(v) for k, v in section["modality_weights"].items()}
+        return cls(**section)

@@ -1,0 +1,121 @@
+"""A worker's serving state: the current `View`, kept up to date with published versions and the
+catalogue change feed, and swapped in with one assignment."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vitrina.data.storage import Storage
+from vitrina.search.engine import Models, SearchEngine, SearchSettings
+from vitrina.serving.bundle import Bundle, current_version, version_folder
+from vitrina.serving.live import Change, LiveStore
+from vitrina.serving.settings import ServeSettings
+from vitrina.serving.view import View
+
+__all__ = ["NotReady", "ServingState"]
+
+log = logging.getLogger("vitrina.serving")
+
+
+class NotReady(RuntimeError):
+    """No version has been published yet (or none could be loaded)."""
+
+
+class ServingState:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: ServeSettings,
+        models: Models | None = None,
+        search_settings: SearchSettings | None = None,
+    ) -> None:
+        self.storage, self.settings = storage, settings
+        self.models = models or Models()
+        self.search_settings = search_settings or SearchSettings()
+        self.live = LiveStore(storage)
+        self.view: View | None = None
+        # Search indexes are mutated by refresh and read by requests: one at a time.
+        self.lock = threading.RLock()
+        self._next_check = 0.0
+        self.load_error: str | None = None
+
+    def current(self) -> View:
+        """The view to answer one request with (refreshed first when `refresh_s` has passed)."""
+        if time.monotonic() >= self._next_check:
+            self.refresh()
+        if self.view is None:
+            raise NotReady(self.load_error or "no model version has been published: run `vitrina serve build`")
+        return self.view
+
+    def refresh(self) -> None:
+        """Load a newly published version, else apply catalogue changes. A version that fails to
+        load is reported and the previous one keeps serving."""
+        self._next_check = time.monotonic() + self.settings.refresh_s
+        with self.lock:
+            version = current_version(self.settings.dir)
+            if version is not None and (self.view is None or self.view.bundle.version != version):
+                try:
+                    self.view = self._load(version)
+                    self.load_error = None
+                    log.info("serving version %s (%d items)", version, len(self.view))
+                except (OSError, ValueError, KeyError) as exc:
+                    self.load_error = f"version {version} cannot be loaded: {exc}"
+                    log.error(self.load_error)
+                return
+            if self.view is not None:
+                changes = self.live.changes_since(self.view.seq)
+                if changes:
+                    self.view = self._apply(self.view, changes)
+
+    def _load(self, version: str) -> View:
+        folder = version_folder(self.settings.dir, version)
+        bundle = Bundle.load(folder)
+        engine = None
+        if (folder / "search").is_dir():
+            engine = SearchEngine.load(folder / "search", self.storage, self.models, self.search_settings)
+        view = View(bundle, self.storage.read("items"), engine, self.settings, seq=int(bundle.info.get("feed_seq", 0)))
+        changes = self.live.changes_since(view.seq)
+        return self._apply(view, changes) if changes else view
+
+    def _apply(self, view: View, changes: list[Change]) -> View:
+        latest: dict[str, Change] = {}
+        for c in changes:
+            latest[c.item_id] = c
+        rows = self.storage.read("items", {"item_id": list(latest)})
+        if view.engine is not None:
+            self._index_changes(view.engine, latest, rows)
+        return view.apply(list(latest.values()), rows)
+
+    @staticmethod
+    def _index_changes(engine: SearchEngine, latest: Mapping[str, Change], rows: pd.DataFrame) -> None:
+        present = set(rows["item_id"].astype(str))
+        gone = [i for i, c in latest.items() if (c.op == "delete" or i not in present) and i in engine]
+        if gone:
+            engine.delete_items(gone, index_text=False)
+        up = rows[rows["item_id"].astype(str).map(lambda i: latest[i].op == "upsert")].reset_index(drop=True)
+        if not len(up):
+            return
+        vectors = [latest[i].vectors for i in up["item_id"].astype(str)]
+        text = np.stack([v["text"] for v in vectors]) if all("text" in v for v in vectors) else None
+        image = None
+        if "image" in engine.vectors:
+            dim = engine.vectors["image"].index.dim
+            has = np.array(["image" in v for v in vectors], bool)
+            image = (np.stack([v.get("image", np.zeros(dim, np.float32)) for v in vectors]), has)
+        engine.upsert_items(up, text_vectors=text, image_vectors=image, index_text=False)
+
+    def status(self) -> dict[str, Any]:
+        view = self.view
+        return {
+            "version": view.bundle.version if view else None,
+            "items": len(view) if view else 0,
+            "feed_seq": view.seq if view else 0,
+            "error": self.load_error,
+        }
