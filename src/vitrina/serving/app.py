@@ -113,10 +113,12 @@ class _BodyLimit:
         headers = dict(scope["headers"])
         ctype = headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
         wanted = "multipart/form-data" if upload else "application/json"
-        if path.startswith(("/events", "/items", "/users", "/reviews", *UPLOAD_PATHS)) and ctype != wanted:
+        length = headers.get(b"content-length")
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        json_route = path.startswith(("/events", "/items", "/users", "/reviews", *UPLOAD_PATHS))
+        if has_body and json_route and ctype != wanted:
             await _plain(send, 415, f"{path} takes {wanted}, not {ctype or 'no content type'}")
             return
-        length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await _plain(send, 413, f"request body of {int(length)} bytes is over the limit of {limit}")
             return

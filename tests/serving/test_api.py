@@ -1,0 +1,186 @@
+"""The REST API on a generated shop: recommendations react to events at once, events are stored once
+per key, a posted item is searchable and recommendable without retraining, a model swap never fails
+a request, and bad input gets the right 4xx."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from vitrina.config import Config
+from vitrina.data.storage import Storage
+from vitrina.search.engine import Models
+from vitrina.serving.app import create_app
+from vitrina.serving.build import build_version
+from vitrina.serving.bundle import Bundle, current_version, version_folder
+from vitrina.serving.live import LiveStore
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[Config, Storage, Models]) -> Iterator[TestClient]:
+    cfg, storage, models = served
+    with TestClient(create_app(cfg, models, storage)) as c:
+        yield c
+
+
+def _top(client: TestClient, user: str, k: int = 10) -> list[dict]:
+    r = client.get(f"/users/{user}/recommendations", params={"k": k})
+    assert r.status_code == 200, r.text
+    return r.json()["items"]
+
+
+def test_health_and_metrics(client: TestClient) -> None:
+    assert client.get("/health/live").json() == {"status": "ok"}
+    ready = client.get("/health/ready").json()
+    assert ready["status"] == "ready" and ready["items"] == 48
+    client.get("/users/u00/recommendations")
+    text = client.get("/metrics").text
+    assert 'vitrina_request_seconds_bucket{le="0.005",method="GET",route="/users/{user_id}/recommendations"' in text
+    assert "vitrina_model_version_info" in text and "vitrina_index_items 48.0" in text
+    assert "/users/{user_id}/recommendations" in client.get("/openapi.json").json()["paths"]
+
+
+def test_recommendations_follow_history_and_explain(client: TestClient, served) -> None:
+    _, storage, _ = served
+    # u00 browses Clothing (see conftest.shoppers): most of the top 5 should be dresses.
+    items = _top(client, "u00", 5)
+    seen = {i for i, _, _ in LiveStore(storage).history("u00")}
+    assert not seen & {i["item_id"] for i in items}
+    assert sum(i["category"].startswith("Clothing") for i in items) >= 3
+    assert all(i["reason"] for i in items)
+    assert any(i["reason"].startswith("because you") and i["because"] in seen for i in items)
+
+
+def test_events_change_recommendations_at_once(client: TestClient, served) -> None:
+    _, storage, _ = served
+    before = _top(client, "u01", 5)  # a Garden shopper? u01 browses the second category
+    garden = [i for i in client.get("/search", params={"q": "garden", "mode": "lexical", "page_size": 20}).json()["hits"]]
+    tools = [h["item_id"] for h in client.get("/search", params={"q": "drill", "mode": "lexical", "page_size": 5}).json()["hits"]]
+    assert garden and tools
+    for n, item in enumerate(tools[:3]):
+        r = client.post("/events", json={"user_id": "u01", "item_id": item, "type": "purchase", "event_id": f"swap-{n}"})
+        assert r.status_code == 201
+    after = _top(client, "u01", 5)
+    assert [i["item_id"] for i in after] != [i["item_id"] for i in before]
+    assert sum("Power Tools" in i["category"] for i in after) > sum("Power Tools" in i["category"] for i in before)
+
+
+def test_new_user_gets_session_recommendations(client: TestClient) -> None:
+    r = client.post("/events", json={"user_id": "visitor-1", "item_id": "i000", "type": "view"})
+    assert r.status_code == 201
+    items = _top(client, "visitor-1", 5)
+    assert items and items[0]["because"] == "i000" and "DeWalt cordless drill black" in items[0]["reason"]
+    assert "i000" not in {i["item_id"] for i in items}
+
+
+def test_idempotency_key_stores_once(client: TestClient, served) -> None:
+    _, storage, _ = served
+    live = LiveStore(storage)
+    n0 = live.count_events()
+    body = {"user_id": "u02", "item_id": "i001", "type": "click"}
+    first = client.post("/events", json=body, headers={"Idempotency-Key": "k-123"})
+    again = client.post("/events", json=body, headers={"Idempotency-Key": "k-123"})
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json() == {"event_id": "k-123", "stored": False}
+    batch = client.post("/events/batch", json={"events": [{**body, "event_id": "k-123"}, {**body, "event_id": "k-124"}]})
+    assert batch.json() == {"stored": 1, "duplicates": 1}
+    assert live.count_events() == n0 + 2
+
+
+def test_posted_item_is_searchable_and_recommendable_without_retraining(client: TestClient) -> None:
+    version = client.get("/version").json()["version"]
+    item = {
+        "item_id": "new-1",
+        "title": "Makita cordless hedge trimmer",
+        "description": "A battery hedge trimmer for the garden.",
+        "category_path": "Garden",
+        "brand": "Makita",
+        "price": 129.0,
+    }
+    assert client.post("/items", json=item).status_code == 201
+    assert client.get("/version").json()["version"] == version  # no retraining
+    hits = client.get("/search", params={"q": "hedge trimmer", "page_size": 3}).json()["hits"]
+    assert hits[0]["item_id"] == "new-1"
+    semantic = client.get("/search", params={"q": "hedge trimmer", "mode": "semantic", "page_size": 5}).json()["hits"]
+    assert "new-1" in [h["item_id"] for h in semantic]
+    similar = client.get("/items/new-1/similar", params={"k": 3}).json()["items"]
+    assert any(s["category"] == "Garden" for s in similar)
+    client.post("/events", json={"user_id": "visitor-2", "item_id": "i025", "type": "cart"})  # Makita garden hose
+    client.post("/events", json={"user_id": "visitor-2", "item_id": "i032", "type": "cart"})  # Makita pruning shears
+    recs = [i["item_id"] for i in _top(client, "visitor-2", 10)]
+    assert "new-1" in recs
+    assert client.delete("/items/new-1").status_code == 200
+    assert client.get("/items/new-1").status_code == 404
+    assert "new-1" not in [h["item_id"] for h in client.get("/search", params={"q": "hedge trimmer"}).json()["hits"]]
+
+
+def test_bad_input_gets_precise_4xx(client: TestClient) -> None:
+    r = client.get("/users/nobody/recommendations")
+    assert r.status_code == 404 and "nobody" in r.json()["detail"]
+    r = client.post("/events", json={"user_id": "u00", "item_id": "no-such-item", "type": "view"})
+    assert r.status_code == 404 and "no-such-item" in r.json()["detail"]
+    r = client.post("/events", json={"user_id": "u00", "item_id": "i000", "type": "like"})
+    assert r.status_code == 422 and "like" in r.json()["detail"]
+    r = client.post("/events", json={"user_id": "u00"})
+    assert r.status_code == 422 and {"item_id", "type"} <= {e["loc"][-1] for e in r.json()["detail"]}
+    r = client.post("/events", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = client.post("/events", content=b"user_id=u00", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    big = b'{"user_id": "' + b"x" * 2_000_000 + b'"}'
+    r = client.post("/events", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413
+    assert client.put("/events").status_code == 405
+    r = client.post("/items", json={"item_id": "bad", "price": -3})
+    assert r.status_code == 422 and r.json()["problems"][0]["field"] == "price"
+    assert client.get("/items/bad").status_code == 404  # nothing half-written
+    r = client.post("/search/photo", files={"photo": ("x.txt", b"hello", "text/plain")})
+    assert r.status_code == 415
+    r = client.post("/search/photo", files={"photo": ("x.jpg", b"not a jpeg", "image/jpeg")})
+    assert r.status_code == 422
+    assert client.get("/items/i000/similar", params={"by": "smell"}).status_code == 422
+    assert client.get("/items/nope/similar").status_code == 404
+
+
+def test_model_swap_under_requests_never_fails(served) -> None:
+    cfg, storage, models = served
+    failures: list[str] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+    with TestClient(create_app(cfg, models, storage)) as c:
+
+        def hammer() -> None:
+            while not stop.is_set():
+                r = c.get("/users/u03/recommendations", params={"k": 5})
+                if r.status_code != 200:
+                    failures.append(r.text)
+                else:
+                    versions.add(r.json()["version"])
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        old = current_version(cfg.get("serve.dir") or cfg.cache_dir / "serve")
+        new = build_version(cfg, storage, models, progress=False)
+        for _ in range(50):
+            if c.get("/version").json()["version"] == new:
+                break
+        stop.set()
+        worker.join()
+    assert not failures
+    assert new != old and new in versions | {c.get("/version").json()["version"]}
+
+
+def test_bundle_saves_and_loads_identically(served, tmp_path) -> None:
+    cfg, _, _ = served
+    serve_dir = cfg.cache_dir / "serve"
+    bundle = Bundle.load(version_folder(serve_dir, current_version(serve_dir)))
+    again = Bundle.load(bundle.save(tmp_path / "copy"))
+    assert again.items == bundle.items and again.users == bundle.users
+    for name in ("user_factors", "item_factors", "joint", "popularity"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(bundle, name))
+    assert (again.together != bundle.together).nnz == 0
+    assert again.space.project(bundle.content, bundle.present).shape == bundle.joint.shape
