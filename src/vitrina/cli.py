@@ -18,9 +18,13 @@ app = typer.Typer(
 )
 datasets_app = typer.Typer(help="The real datasets in the data folder.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks: print a table and write JSON.", no_args_is_help=True)
+serve_app = typer.Typer(
+    help="The service: build (train and publish) a version, run the API and shop.", no_args_is_help=True
+)
 search_app = typer.Typer(help="Search the database's items: build, query and check the indexes.", no_args_is_help=True)
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(search_app, name="search")
+app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 
 ParamOpt = Annotated[
@@ -74,7 +78,7 @@ def main_options(
         import torch
 
         torch.set_num_threads(threads)
-    ctx.obj = {"config": cfg}
+    ctx.obj = {"config": cfg, "config_file": config, "overrides": overrides}
 
 
 @app.command("config")
@@ -667,21 +671,120 @@ def bench_ads(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
-@app.command()
-def demo(ctx: typer.Context) -> None:
-    """The main job for now: load amazon-baby, train and evaluate baselines, print the table."""
-    cfg = _config(ctx)
-    out = cfg.output_dir / "demo-amazon-baby.json"
-    ctx.invoke(
-        bench_rec,
-        ctx=ctx,
-        dataset="amazon-baby",
-        models="pop,itemknn,als,bpr",
-        seeds=1,
-        split=None,
-        out=out,
-        param=None,
+def _serve_models(cfg: Config, photos: bool):
+    from vitrina.features.audio import AudioSettings
+    from vitrina.features.image_encoders import EfficientNetLite0
+    from vitrina.features.text_encoders import text_encoder_from_config
+    from vitrina.search.engine import Models
+
+    return Models(
+        text_encoder=text_encoder_from_config(cfg),
+        image_encoder=EfficientNetLite0.from_config(cfg) if photos else None,
+        recognizer=AudioSettings.from_config(cfg).recognizer(),
     )
+
+
+@serve_app.command("build")
+def serve_build(
+    ctx: typer.Context,
+    photos: Annotated[bool, typer.Option(help="index the items' photos (serve.media_root) for photo search")] = True,
+) -> None:
+    """Train [serve] model on the database, featurize, build the search indexes and publish them
+    as the new version; running workers switch to it without a restart."""
+    from vitrina.data.storage import Storage
+    from vitrina.serving.build import build_version
+
+    cfg = _config(ctx)
+    try:
+        with Storage(cfg.storage_url) as storage:
+            storage.create_schema()
+            version = build_version(cfg, storage, _serve_models(cfg, photos))
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps({"version": version}))
+
+
+@serve_app.command("run")
+def serve_run(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes (default serve.workers)")] = None,
+    host: Annotated[str | None, typer.Option(help="default serve.host")] = None,
+    port: Annotated[int | None, typer.Option(help="default serve.port")] = None,
+    access_log: Annotated[bool, typer.Option(help="one JSON log line per request")] = False,
+) -> None:
+    """Serve the API (/docs), the shop front (/) and the dashboard (/admin) on the current version."""
+    _serve(ctx, _config(ctx), ctx.obj["overrides"], workers, host, port, access_log)
+
+
+def _serve(
+    ctx: typer.Context,
+    cfg: Config,
+    overrides: dict,
+    workers: int | None,
+    host: str | None,
+    port: int | None,
+    access_log: bool,
+) -> None:
+    import logging
+    import os
+    import tempfile
+
+    import uvicorn
+
+    from vitrina.serving.asgi import ENV_CONFIG, ENV_OVERRIDES
+    from vitrina.serving.settings import ServeSettings
+
+    settings = ServeSettings.from_config(cfg)
+    workers = workers or settings.workers
+    os.environ[ENV_OVERRIDES] = json.dumps(overrides)
+    if ctx.obj.get("config_file"):
+        os.environ[ENV_CONFIG] = str(ctx.obj["config_file"])
+    # One BLAS thread per worker: the workers are the parallelism.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    if workers > 1:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="vitrina-metrics-")
+    logging.basicConfig(level=logging.INFO if access_log else logging.WARNING, format="%(message)s")
+    host, port = host or settings.host, port or settings.port
+    typer.echo(f"Vitrina is serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(
+        "vitrina.serving.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(help="demo shoppers (histories drawn from the co-purchase graph)")] = 1000,
+    serve: Annotated[bool, typer.Option(help="serve the shop when ready")] = True,
+    workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
+    port: Annotated[int | None, typer.Option(help="default serve.port")] = None,
+) -> None:
+    """The main job: the real H&M catalogue with demo shoppers, featurized, trained, indexed and
+    served at http://127.0.0.1:8000. A second run reuses everything and starts in seconds."""
+    from vitrina.serving.build import build_version
+    from vitrina.serving.bundle import current_version
+    from vitrina.serving.demo import demo_overrides, prepare
+
+    base = _config(ctx)
+    overrides = {**demo_overrides(base), **ctx.obj["overrides"]}
+    cfg = Config.load(ctx.obj.get("config_file"), overrides)
+    try:
+        storage, pairs, imported = prepare(cfg, users)
+        if imported or current_version(cfg.get("serve.dir")) is None:
+            typer.echo("featurizing, training and indexing the demo shop (first run only) ...")
+            build_version(cfg, storage, _serve_models(cfg, photos=True), pairs=pairs)
+        storage.close()
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    if serve:
+        _serve(ctx, cfg, overrides, workers, None, port, access_log=False)
 
 
 def main() -> None:

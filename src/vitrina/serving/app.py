@@ -12,6 +12,8 @@ import logging
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -160,10 +162,17 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     state = ServingState(storage, settings, models, search_settings)
     writer = CatalogWriter(storage, models, search_settings, settings.media_root)
     metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.refresh()  # load the current version before the first request, not during it
+        yield
+
     app = FastAPI(
         title="Vitrina",
         version="1",
         description="Multimodal recommendations, search and events for a shop. Every error names what was wrong.",
+        lifespan=lifespan,
     )
     app.state.vitrina = state
     app.state.metrics = metrics
