@@ -37,12 +37,13 @@ from vitrina.serving.metrics import Metrics
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import NotReady, ServingState
 from vitrina.serving.view import SIMILAR_BY, View
+from vitrina.serving.web import mount_web
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("vitrina.serving")
 
-UPLOAD_PATHS = ("/search/photo", "/search/voice", "/import")
+UPLOAD_PATHS = ("/search/photo", "/search/voice", "/import", "/shop/search/")
 
 
 class EventIn(BaseModel):
@@ -81,21 +82,6 @@ def _filters(category: str | None, brand: str | None, price_min: float | None, p
         return Filters.parse(spec)
     except FilterError as exc:
         raise HTTPException(422, str(exc)) from exc
-
-
-def _item_card(view: View, item_id: str) -> dict[str, Any]:
-    r = view.row[item_id]
-    meta = view.meta
-    price = meta.at[r, "price"]
-    photos = meta.at[r, "image_paths"]
-    return {
-        "item_id": item_id,
-        "title": view.title(r),
-        "category": meta.at[r, "category_path"],
-        "brand": meta.at[r, "brand"],
-        "price": None if price is None or price != price else float(price),
-        "photo": f"/media/{item_id}" if isinstance(photos, list) and photos else None,
-    }
 
 
 class _BodyLimit:
@@ -277,9 +263,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         return {
             "user_id": user_id,
             "version": v.bundle.version,
-            "items": [
-                {**_item_card(v, r.item_id), "score": r.score, "reason": r.reason, "because": r.because} for r in recs
-            ],
+            "items": [{**v.card(r.item_id), "score": r.score, "reason": r.reason, "because": r.because} for r in recs],
         }
 
     @app.get("/items/{item_id}/similar", tags=["recommend"])
@@ -293,30 +277,22 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         return {
             "item_id": item_id,
             "by": by,
-            "items": [{**_item_card(v, i), "score": s} for i, s in found if i in v.row],
+            "items": [{**v.card(i), "score": s} for i, s in found if i in v.row],
         }
 
     @app.get("/items/{item_id}/together", tags=["recommend"])
     async def together(item_id: str, k: Annotated[int, Query(ge=1, le=50)] = 6) -> dict[str, Any]:
         """Frequently bought together."""
         v = view()
-        return {"item_id": item_id, "items": [{**_item_card(v, i), "score": s} for i, s in v.together(item_id, k)]}
+        return {"item_id": item_id, "items": [{**v.card(i), "score": s} for i, s in v.together(item_id, k)]}
 
     # -- search ----------------------------------------------------------------------------------
 
     def _search(v: View, **kwargs: Any) -> dict[str, Any]:
-        if v.engine is None:
-            raise HTTPException(503, "this version has no search index")
         try:
-            with state.lock:
-                response = v.engine.search(**kwargs)
+            return state.search(v, **kwargs)
         except (SearchError, FilterError) as exc:
             raise HTTPException(422, str(exc)) from exc
-        out = response.to_dict()
-        out["hits"] = [
-            {**hit, **(_item_card(v, hit["item_id"]) if hit["item_id"] in v.row else {})} for hit in out["hits"]
-        ]
-        return out
 
     @app.get("/search", tags=["search"])
     async def search(
@@ -361,7 +337,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         data = await _upload(audio, "audio")
         v = view()
         if v.engine is None:
-            raise HTTPException(503, "this version has no search index")
+            raise NotReady("this version has no search index")
         try:
             transcript = await run_in_threadpool(v.engine.transcribe, data)
         except SearchError as exc:
@@ -500,6 +476,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             raise HTTPException(404, f"item {item_id!r} has no photo")
         return FileResponse(path, headers={"cache-control": "public, max-age=86400"})
 
+    mount_web(app, state, storage, metrics, cfg.output_dir)
     app.add_middleware(_BodyLimit, json_limit=settings.max_body_bytes, upload_limit=search_settings.max_upload_bytes)
     return app
 

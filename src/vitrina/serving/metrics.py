@@ -41,11 +41,52 @@ class Metrics:
             self._version = version
         self.items.set(items)
 
-    def render(self) -> tuple[bytes, str]:
+    def _registry(self) -> CollectorRegistry:
         if self.multiprocess:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return registry
+        assert self.registry is not None
+        return self.registry
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self._registry()), CONTENT_TYPE_LATEST
+
+    def summary(self) -> list[dict[str, object]]:
+        """Per route (all workers): requests, errors (5xx), and p50 / p99 latency read off the
+        histogram (the upper edge of the bucket the quantile falls in)."""
+        buckets: dict[str, dict[float, float]] = {}
+        counts: dict[str, float] = {}
+        errors: dict[str, float] = {}
+        for family in self._registry().collect():
+            if family.name != "vitrina_request_seconds":
+                continue
+            for sample in family.samples:
+                route = f"{sample.labels.get('method')} {sample.labels.get('route')}"
+                if sample.name.endswith("_bucket"):
+                    le = float(sample.labels["le"])
+                    buckets.setdefault(route, {})
+                    buckets[route][le] = buckets[route].get(le, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    counts[route] = counts.get(route, 0.0) + sample.value
+                    if sample.labels.get("status", "").startswith("5"):
+                        errors[route] = errors.get(route, 0.0) + sample.value
+        rows: list[dict[str, object]] = []
+        for route, total in sorted(counts.items(), key=lambda kv: -kv[1]):
+            edges = sorted(buckets.get(route, {}).items())
+
+            def quantile(q: float, edges: list[tuple[float, float]] = edges, total: float = total) -> float:
+                return next((le for le, c in edges if c >= q * total), float("inf")) * 1000
+
+            rows.append(
+                {
+                    "route": route,
+                    "requests": int(total),
+                    "errors": int(errors.get(route, 0)),
+                    "p50_ms": quantile(0.5),
+                    "p99_ms": quantile(0.99),
+                }
+            )
+        return rows

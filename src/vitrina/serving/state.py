@@ -111,6 +111,18 @@ class ServingState:
             image = (np.stack([v.get("image", np.zeros(dim, np.float32)) for v in vectors]), has)
         engine.upsert_items(up, text_vectors=text, image_vectors=image, index_text=False)
 
+    def search(self, view: View, **kwargs: Any) -> dict[str, Any]:
+        """`SearchEngine.search` on the view's indexes (under the lock that refresh takes), hits
+        with their cards. Raises SearchError / FilterError for requests the engine refuses."""
+        if view.engine is None:
+            raise NotReady("this version has no search index")
+        with self.lock:
+            out = view.engine.search(**kwargs).to_dict()
+        out["hits"] = [
+            {**hit, **(view.card(hit["item_id"]) if hit["item_id"] in view.row else {})} for hit in out["hits"]
+        ]
+        return out
+
     def status(self) -> dict[str, Any]:
         view = self.view
         return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -139,6 +140,21 @@ class View:
 
     def item(self, item_id: str) -> dict:
         return self.meta.iloc[self.index(item_id)].to_dict()
+
+    def card(self, item_id: str) -> dict[str, Any]:
+        """What a result list shows of an item: title, category, brand, price and its photo URL."""
+        r = self.row[item_id]
+        meta = self.meta
+        price = meta.at[r, "price"]
+        photos = meta.at[r, "image_paths"]
+        return {
+            "item_id": item_id,
+            "title": self.title(r),
+            "category": meta.at[r, "category_path"],
+            "brand": meta.at[r, "brand"],
+            "price": None if price is None or price != price else float(price),
+            "photo": f"/media/{item_id}" if isinstance(photos, list) and photos else None,
+        }
 
     def title(self, r: int) -> str:
         title = self.meta.at[r, "title"]
