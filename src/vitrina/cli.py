@@ -671,6 +671,36 @@ def bench_ads(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
+@bench_app.command("serve")
+def bench_serve(
+    ctx: typer.Context,
+    demo_shop: Annotated[bool, typer.Option("--demo/--no-demo", help="the demo shop (else the configured one)")] = True,
+    seconds: Annotated[int, typer.Option(help="seconds per phase")] = 20,
+    connections: Annotated[int, typer.Option(help="concurrent connections")] = 50,
+    rate: Annotated[float, typer.Option(help="requests/s the connections offer together in the latency phase")] = 550.0,
+    workers: Annotated[int | None, typer.Option(help="uvicorn workers (default serve.workers)")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """Load test over loopback with wrk: recommendations (p50/p99, requests/s, errors), event
+    ingestion (events/s, sent vs stored, counted back in the database) and recommendations during
+    a model swap (errors)."""
+    from vitrina.bench import serve
+    from vitrina.bench.featurize import write_json
+    from vitrina.serving.demo import demo_overrides
+
+    overrides = dict(ctx.obj["overrides"])
+    if demo_shop:
+        overrides = {**demo_overrides(_config(ctx)), **overrides}
+    cfg = Config.load(ctx.obj.get("config_file"), overrides)
+    try:
+        result = serve.run(cfg, overrides, seconds, connections, workers, rate)
+    except (ConfigError, RuntimeError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(serve.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {write_json(out, result)}")
+
+
 def _serve_models(cfg: Config, photos: bool):
     from vitrina.features.audio import AudioSettings
     from vitrina.features.image_encoders import EfficientNetLite0

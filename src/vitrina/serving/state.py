@@ -44,35 +44,53 @@ class ServingState:
         # Search indexes are mutated by refresh and read by requests: one at a time.
         self.lock = threading.RLock()
         self._next_check = 0.0
+        self._loading: str | None = None
         self.load_error: str | None = None
 
     def current(self) -> View:
-        """The view to answer one request with (refreshed first when `refresh_s` has passed)."""
+        """The view to answer one request with. When `refresh_s` has passed: catalogue changes are
+        applied, and a newly published version is loaded in a background thread while requests keep
+        using the current view (swapped in when complete). Before any view exists, the first load
+        happens here."""
         if time.monotonic() >= self._next_check:
-            self.refresh()
+            self.refresh(background=self.view is not None)
         if self.view is None:
             raise NotReady(self.load_error or "no model version has been published: run `vitrina serve build`")
         return self.view
 
-    def refresh(self) -> None:
+    def refresh(self, background: bool = False) -> None:
         """Load a newly published version, else apply catalogue changes. A version that fails to
         load is reported and the previous one keeps serving."""
         self._next_check = time.monotonic() + self.settings.refresh_s
-        with self.lock:
-            version = current_version(self.settings.dir)
-            if version is not None and (self.view is None or self.view.bundle.version != version):
-                try:
-                    self.view = self._load(version)
-                    self.load_error = None
-                    log.info("serving version %s (%d items)", version, len(self.view))
-                except (OSError, ValueError, KeyError) as exc:
-                    self.load_error = f"version {version} cannot be loaded: {exc}"
-                    log.error(self.load_error)
+        version = current_version(self.settings.dir)
+        if version is not None and (self.view is None or self.view.bundle.version != version):
+            if self._loading == version:
                 return
-            if self.view is not None:
+            if background:
+                self._loading = version
+                threading.Thread(target=self._swap, args=(version,), daemon=True, name="vitrina-load").start()
+            else:
+                self._swap(version)
+            return
+        if self.view is not None:
+            with self.lock:
                 changes = self.live.changes_since(self.view.seq)
                 if changes:
                     self.view = self._apply(self.view, changes)
+
+    def _swap(self, version: str) -> None:
+        try:
+            view = self._load(version)
+        except (OSError, ValueError, KeyError) as exc:
+            self.load_error = f"version {version} cannot be loaded: {exc}"
+            log.error(self.load_error)
+        else:
+            with self.lock:
+                self.view = view  # one assignment: a request holds the old view or the new one
+            self.load_error = None
+            log.info("serving version %s (%d items)", version, len(view))
+        finally:
+            self._loading = None
 
     def _load(self, version: str) -> View:
         folder = version_folder(self.settings.dir, version)

@@ -38,13 +38,13 @@ class Recommendation:
     because: str | None = None  # the item of the shopper's history that explains it
 
 
-def _standardise(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """(x - mean) / std over `rows`, so scores of different kinds add up on one scale."""
-    sel = x[rows]
+def _standardise(x: np.ndarray, rows: np.ndarray | None) -> np.ndarray:
+    """(x - mean) / std over `rows` (None: all), so scores of different kinds add up on one scale."""
+    sel = x if rows is None else x[rows]
     if not len(sel):
         return np.zeros_like(x)
     std = float(sel.std())
-    return (x - float(sel.mean())) / (std if std > 1e-12 else 1.0)
+    return (x - np.float32(sel.mean())) / np.float32(std if std > 1e-12 else 1.0)
 
 
 class View:
@@ -69,7 +69,28 @@ class View:
         self.alive = np.array([i in by_id.index for i in ids], dtype=bool)
         self.joint = bundle.joint
         self.item_factors, self.has_factors = bundle.item_factors, bundle.has_factors
-        self.popularity = np.log1p(bundle.popularity.astype(np.float64))
+        self.popularity = np.log1p(bundle.popularity.astype(np.float32))
+        self._derive()
+
+    def _derive(self) -> None:
+        """What every request would otherwise recompute: the live rows, the standardised popularity
+        and the fields a result card shows, as plain lists."""
+        self.live_rows = None if self.alive.all() else np.flatnonzero(self.alive)
+        self.factor_rows = np.flatnonzero(self.has_factors & self.alive)
+        self.pop_z = _standardise(self.popularity, self.live_rows)
+        meta = self.meta
+        self._titles = [t if isinstance(t, str) and t else i for t, i in zip(meta["title"], self.ids, strict=True)]
+        self._cards = [
+            {
+                "category": c if isinstance(c, str) else None,
+                "brand": b if isinstance(b, str) else None,
+                "price": None if p is None or p != p else float(p),
+                "photo": bool(isinstance(ph, list) and ph),
+            }
+            for c, b, p, ph in zip(
+                meta["category_path"], meta["brand"], meta["price"], meta["image_paths"], strict=True
+            )
+        ]
         self._filter_mask = functools.lru_cache(maxsize=128)(self._mask_uncached)
 
     # -- catalogue changes ---------------------------------------------------------------------
@@ -124,7 +145,7 @@ class View:
                 meta.loc[r] = by_id.loc[new.ids[r]][meta.columns]
         new.joint, new.meta = joint, meta.reset_index(drop=True)
         new.seq = max([self.seq, *(c.seq for c in changes)])
-        new._filter_mask = functools.lru_cache(maxsize=128)(new._mask_uncached)
+        new._derive()
         return new
 
     def __len__(self) -> int:
@@ -144,21 +165,18 @@ class View:
     def card(self, item_id: str) -> dict[str, Any]:
         """What a result list shows of an item: title, category, brand, price and its photo URL."""
         r = self.row[item_id]
-        meta = self.meta
-        price = meta.at[r, "price"]
-        photos = meta.at[r, "image_paths"]
+        card = self._cards[r]
         return {
             "item_id": item_id,
-            "title": self.title(r),
-            "category": meta.at[r, "category_path"],
-            "brand": meta.at[r, "brand"],
-            "price": None if price is None or price != price else float(price),
-            "photo": f"/media/{item_id}" if isinstance(photos, list) and photos else None,
+            "title": self._titles[r],
+            "category": card["category"],
+            "brand": card["brand"],
+            "price": card["price"],
+            "photo": f"/media/{item_id}" if card["photo"] else None,
         }
 
     def title(self, r: int) -> str:
-        title = self.meta.at[r, "title"]
-        return str(title) if isinstance(title, str) and title else self.ids[r]
+        return self._titles[r]
 
     def _mask_uncached(self, filters: Filters) -> np.ndarray:
         return filters.mask(self.meta) & self.alive
@@ -179,34 +197,33 @@ class View:
             rows.append(r)
             weights.append(TYPE_WEIGHTS.get(kind, 1.0) * decay**rank)
             types.append(kind)
-        return np.array(rows, dtype=np.int64), np.array(weights, dtype=np.float64), types
+        return np.array(rows, dtype=np.int64), np.array(weights, dtype=np.float32), types
 
     def scores(self, user_id: str | None, history: Sequence[tuple[str, str, float]]) -> tuple[np.ndarray, str]:
         """A score per item row and what it rests on: "personal" (trained vector and/or recent
         items) or "popular" (nothing known about the shopper)."""
         s = self.settings
         rows, weights, _ = self._profile(history)
-        live = np.flatnonzero(self.alive)
         parts: list[tuple[float, np.ndarray]] = []
         b = self.bundle
         if self.item_factors.shape[1]:
             u = b.users.lookup([user_id])[0] if user_id is not None else -1
-            profile = b.user_factors[u].astype(np.float64) if u >= 0 else None
+            profile = b.user_factors[u] if u >= 0 else None
             fr = rows[self.has_factors[rows]] if len(rows) else rows
             if len(fr):
                 fw = weights[self.has_factors[rows]]
                 recent = (fw[:, None] * self.item_factors[fr]).sum(0) / fw.sum()
+                recent = recent.astype(np.float32)
                 profile = recent if profile is None else (1 - s.session_weight) * profile + s.session_weight * recent
             if profile is not None:
-                cf = self.item_factors @ profile.astype(np.float32)
-                cf = _standardise(cf.astype(np.float64), np.flatnonzero(self.has_factors & self.alive))
+                cf = _standardise(self.item_factors @ profile.astype(np.float32), self.factor_rows)
                 cf[~self.has_factors] = 0.0
                 parts.append((1 - s.content_weight, cf))
         if len(rows):
             query = (weights[:, None] * self.joint[rows]).sum(0)
-            content = _standardise((self.joint @ query.astype(np.float32)).astype(np.float64), live)
+            content = _standardise(self.joint @ query.astype(np.float32), self.live_rows)
             parts.append((s.content_weight if parts else 1.0, content))
-        pop = _standardise(self.popularity, live)
+        pop = self.pop_z
         if not parts:
             return pop, "popular"
         total = sum(w for w, _ in parts)
@@ -243,6 +260,8 @@ class View:
     ) -> list[Recommendation]:
         rows, _, types = self._profile(history)
         out = []
+        together = self.bundle.together
+        stores = {by: (index, index.vectors) for by in ("image", "text") if (index := self._index(by)) is not None}
         known_user = user_id is not None and self.bundle.users.lookup([user_id])[0] >= 0
         for r, score in zip(top.tolist(), scores.tolist(), strict=True):
             if basis == "popular":
@@ -254,10 +273,10 @@ class View:
             sims = self.joint[rows] @ self.joint[r]
             j = int(np.argmax(sims))
             h = int(rows[j])
-            together = self.bundle.together
-            if h < together.shape[0] and r < together.shape[1] and together[h, r] > 0:
+            bought = together.indices[together.indptr[h] : together.indptr[h + 1]] if h < together.shape[0] else ()
+            if r in bought:
                 reason = f"often bought together with {self.title(h)}"
-            elif self._looks_alike(h, r):
+            elif self._looks_alike(stores, h, r):
                 reason = f"visually similar to {self.title(h)}"
             elif known_user and sims[j] < 0.3:
                 out.append(Recommendation(self.ids[r], score, "popular with shoppers like you"))
@@ -267,14 +286,16 @@ class View:
             out.append(Recommendation(self.ids[r], score, reason, self.ids[h]))
         return out
 
-    def _pair_cosine(self, by: str, a: int, b: int) -> float | None:
-        index = self._index(by)
-        if index is None or self.ids[a] not in index.rows or self.ids[b] not in index.rows:
+    def _pair_cosine(self, stores: dict[str, Any], by: str, a: int, b: int) -> float | None:
+        if by not in stores:
             return None
-        return float(index.vector(self.ids[a]) @ index.vector(self.ids[b]))
+        index, vectors = stores[by]
+        ra, rb = index.rows.get(self.ids[a]), index.rows.get(self.ids[b])
+        return None if ra is None or rb is None else float(vectors[ra] @ vectors[rb])
 
-    def _looks_alike(self, a: int, b: int) -> bool:
-        image, text = self._pair_cosine("image", a, b), self._pair_cosine("text", a, b)
+    def _looks_alike(self, stores: dict[str, Any], a: int, b: int) -> bool:
+        """The photos are much closer than the texts (cosines shifted by each space's typical level)."""
+        image, text = self._pair_cosine(stores, "image", a, b), self._pair_cosine(stores, "text", a, b)
         return image is not None and text is not None and image > 0.75 and image - 0.75 > text - 0.85
 
     def _index(self, by: str):
