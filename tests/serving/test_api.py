@@ -53,21 +53,26 @@ def test_recommendations_follow_history_and_explain(client: TestClient, served) 
     assert not seen & {i["item_id"] for i in items}
     assert sum(i["category"].startswith("Clothing") for i in items) >= 3
     assert all(i["reason"] for i in items)
-    assert any(i["reason"].startswith("because you") and i["because"] in seen for i in items)
+    assert any(i["because"] in seen for i in items)  # reasons name the shopper's own items
 
 
-def test_events_change_recommendations_at_once(client: TestClient, served) -> None:
-    _, storage, _ = served
-    before = _top(client, "u01", 5)  # a Garden shopper? u01 browses the second category
-    garden = [i for i in client.get("/search", params={"q": "garden", "mode": "lexical", "page_size": 20}).json()["hits"]]
-    tools = [h["item_id"] for h in client.get("/search", params={"q": "drill", "mode": "lexical", "page_size": 5}).json()["hits"]]
-    assert garden and tools
+def test_events_change_recommendations_at_once(client: TestClient) -> None:
+    before = _top(client, "u01", 5)  # u01 browses Garden (conftest.shoppers)
+    tools = [
+        h["item_id"]
+        for h in client.get("/search", params={"q": "drill", "mode": "lexical", "page_size": 5}).json()["hits"]
+    ]
+    assert tools
     for n, item in enumerate(tools[:3]):
-        r = client.post("/events", json={"user_id": "u01", "item_id": item, "type": "purchase", "event_id": f"swap-{n}"})
+        r = client.post(
+            "/events", json={"user_id": "u01", "item_id": item, "type": "purchase", "event_id": f"swap-{n}"}
+        )
         assert r.status_code == 201
     after = _top(client, "u01", 5)
     assert [i["item_id"] for i in after] != [i["item_id"] for i in before]
-    assert sum("Power Tools" in i["category"] for i in after) > sum("Power Tools" in i["category"] for i in before)
+    assert sum(i["category"].startswith("Tools") for i in after) > sum(
+        i["category"].startswith("Tools") for i in before
+    )
 
 
 def test_new_user_gets_session_recommendations(client: TestClient) -> None:
@@ -87,7 +92,9 @@ def test_idempotency_key_stores_once(client: TestClient, served) -> None:
     again = client.post("/events", json=body, headers={"Idempotency-Key": "k-123"})
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json() == {"event_id": "k-123", "stored": False}
-    batch = client.post("/events/batch", json={"events": [{**body, "event_id": "k-123"}, {**body, "event_id": "k-124"}]})
+    batch = client.post(
+        "/events/batch", json={"events": [{**body, "event_id": "k-123"}, {**body, "event_id": "k-124"}]}
+    )
     assert batch.json() == {"stored": 1, "duplicates": 1}
     assert live.count_events() == n0 + 2
 

@@ -144,7 +144,14 @@ def mount_web(app: FastAPI, state: ServingState, storage: Storage, metrics: Metr
             found = state.search(view, page_size=24, **kwargs)
         except (SearchError, FilterError) as exc:
             return page(request, "search.html", error=str(exc), found=None, q=kwargs.get("query") or "")
-        return page(request, "search.html", found=found, q=found["query"], error=None, category=kwargs.get("filters"))
+        hits = {h["item_id"]: h for h in found["hits"]}
+        items = [
+            hits[slot["item_id"]] if slot["kind"] != "sponsored" else {**view.card(slot["item_id"]), "sponsored": True}
+            for slot in found["layout"]
+            if slot["item_id"] in hits or slot["item_id"] in view.row
+        ]
+        filters = kwargs.get("filters") or {}
+        return page(request, "search.html", found=found, items=items, q=found["query"], error=None, category=filters)
 
     @app.get("/shop/search", response_class=HTMLResponse, include_in_schema=False)
     async def search_page(request: Request, q: str = "", category: str | None = None) -> HTMLResponse:
