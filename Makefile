@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml
 demo: venv
 	$(BIN)/vitrina demo
 
-test: venv
+# The browser test's driver (npm playwright-core, pinned by tests/e2e/package-lock.json); without
+# npm the browser test is skipped with a message.
+E2E_STAMP := tests/e2e/node_modules/.installed
+$(E2E_STAMP): tests/e2e/package-lock.json
+	if command -v npm >/dev/null 2>&1; then cd tests/e2e && npm ci --no-audit --no-fund && touch node_modules/.installed; else echo "npm not found: the browser test will be skipped"; fi
+
+test: venv $(E2E_STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest -q
 

@@ -701,19 +701,6 @@ def bench_serve(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
-def _serve_models(cfg: Config, photos: bool):
-    from vitrina.features.audio import AudioSettings
-    from vitrina.features.image_encoders import EfficientNetLite0
-    from vitrina.features.text_encoders import text_encoder_from_config
-    from vitrina.search.engine import Models
-
-    return Models(
-        text_encoder=text_encoder_from_config(cfg),
-        image_encoder=EfficientNetLite0.from_config(cfg) if photos else None,
-        recognizer=AudioSettings.from_config(cfg).recognizer(),
-    )
-
-
 @serve_app.command("build")
 def serve_build(
     ctx: typer.Context,
@@ -722,13 +709,15 @@ def serve_build(
     """Train [serve] model on the database, featurize, build the search indexes and publish them
     as the new version; running workers switch to it without a restart."""
     from vitrina.data.storage import Storage
+    from vitrina.serving.app import serving_models
     from vitrina.serving.build import build_version
 
     cfg = _config(ctx)
     try:
         with Storage(cfg.storage_url) as storage:
             storage.create_schema()
-            version = build_version(cfg, storage, _serve_models(cfg, photos))
+            image = str(cfg.get("features.store.image_encoder")) if photos else None
+            version = build_version(cfg, storage, serving_models(cfg, image))
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
     typer.echo(json.dumps({"version": version}))
@@ -798,6 +787,7 @@ def demo(
 ) -> None:
     """The main job: the real H&M catalogue with demo shoppers, featurized, trained, indexed and
     served at http://127.0.0.1:8000. A second run reuses everything and starts in seconds."""
+    from vitrina.serving.app import serving_models
     from vitrina.serving.build import build_version
     from vitrina.serving.bundle import current_version
     from vitrina.serving.demo import demo_overrides, prepare
@@ -809,7 +799,8 @@ def demo(
         storage, pairs, imported = prepare(cfg, users)
         if imported or current_version(cfg.get("serve.dir")) is None:
             typer.echo("featurizing, training and indexing the demo shop (first run only) ...")
-            build_version(cfg, storage, _serve_models(cfg, photos=True), pairs=pairs)
+            image = str(cfg.get("features.store.image_encoder"))
+            build_version(cfg, storage, serving_models(cfg, image), pairs=pairs)
         storage.close()
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))

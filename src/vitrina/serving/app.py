@@ -481,12 +481,29 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     return app
 
 
-def default_models(cfg: Config, settings: ServeSettings) -> Models:
-    """The encoders the current version's search index names (text, image) and the speech
-    recogniser; each model file loads on first use."""
+def serving_models(cfg: Config, image_encoder: str | None) -> Models:
+    """The configured text encoder, the named image encoder (None: no photo indexes) and the
+    speech recogniser (its model loads on first use). Queries are refused, not masked, when a
+    photo cannot be decoded."""
     from vitrina.features.audio import AudioSettings
+    from vitrina.features.featurize import make_encoder
     from vitrina.features.image_encoders import EfficientNetLite0
     from vitrina.features.text_encoders import text_encoder_from_config
+
+    image = None
+    if image_encoder == EfficientNetLite0.name:
+        image = EfficientNetLite0.from_config(cfg)
+    elif image_encoder:
+        image = make_encoder(image_encoder, {})
+    return Models(
+        text_encoder=text_encoder_from_config(cfg),
+        image_encoder=image,
+        recognizer=AudioSettings.from_config(cfg).recognizer(),
+    )
+
+
+def default_models(cfg: Config, settings: ServeSettings) -> Models:
+    """`serving_models` with the image encoder the current version's photo index was built with."""
     from vitrina.serving.bundle import current_version, version_folder
 
     version = current_version(settings.dir)
@@ -495,9 +512,5 @@ def default_models(cfg: Config, settings: ServeSettings) -> Models:
         path = version_folder(settings.dir, version) / "search" / "search.json"
         if path.exists():
             info = json.loads(path.read_text())
-    text = info.get("text_encoder")
-    return Models(
-        text_encoder=text_encoder_from_config(cfg, text["name"]) if text else text_encoder_from_config(cfg),
-        image_encoder=EfficientNetLite0.from_config(cfg) if info.get("image_encoder") else None,
-        recognizer=AudioSettings.from_config(cfg).recognizer(),
-    )
+    image = info.get("image_encoder")
+    return serving_models(cfg, image["name"] if image else None)
