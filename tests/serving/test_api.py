@@ -192,3 +192,47 @@ def test_bundle_saves_and_loads_identically(served, tmp_path) -> None:
         np.testing.assert_array_equal(getattr(again, name), getattr(bundle, name))
     assert (again.together != bundle.together).nnz == 0
     assert again.space.project(bundle.content, bundle.present).shape == bundle.joint.shape
+
+
+def test_sponsored_slots_clicks_and_budgets(client: TestClient) -> None:
+    campaigns = [
+        {
+            "campaign_id": "hoses",
+            "advertiser": "Garden Co",
+            "bid": 0.8,
+            "daily_budget": 1.0,
+            "total_budget": 10.0,
+            "items": ["i025"],
+            "keywords": ["hose"],
+        },
+        {
+            "campaign_id": "drills",
+            "advertiser": "Tool Co",
+            "bid": 0.5,
+            "daily_budget": 5,
+            "total_budget": 5,
+            "items": ["i001"],
+        },
+    ]
+    assert client.post("/campaigns", json=campaigns).status_code == 201
+    bad = client.post("/campaigns", json={**campaigns[0], "bid": -1})
+    assert bad.status_code == 422 and "bid" in bad.json()["detail"]
+    found = client.get("/search", params={"q": "garden hose", "user_id": "u05"}).json()
+    ads = {ad["item_id"]: ad for ad in found["sponsored"]}
+    assert "i025" in ads and ads["i025"]["sponsored"] and ads["i025"]["how"] == "keyword"
+    assert found["layout"][0] == {"kind": "sponsored", "item_id": found["sponsored"][0]["item_id"]}
+    feed = client.get("/users/u05/recommendations", params={"k": 10}).json()
+    assert feed["sponsored"] and [s["kind"] for s in feed["layout"]].count("sponsored") == len(feed["sponsored"])
+    assert feed["layout"][2]["kind"] == "sponsored"  # [ads] feed_slots = [2, 8]
+    impression = ads["i025"]["impression_id"]
+    first = client.post("/ads/click", json={"impression_id": impression}).json()["charged"]
+    assert 0 < first <= 0.8
+    assert client.post("/ads/click", json={"impression_id": impression}).json()["charged"] == 0.0
+    assert client.post("/ads/click", json={"impression_id": "nope"}).status_code == 404
+    total = first
+    for _ in range(5):  # the 1.0 daily budget caps what further clicks cost
+        served = client.get("/search", params={"q": "hose"}).json()["sponsored"]
+        for ad in served:
+            if ad["campaign_id"] == "hoses":
+                total += client.post("/ads/click", json={"impression_id": ad["impression_id"]}).json()["charged"]
+    assert total <= 1.0 + 1e-9

@@ -71,3 +71,18 @@ def test_dashboard_and_plots(web: TestClient) -> None:
         png = web.get(f"/admin/plot/{name}.png")
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert web.get("/admin/plot/nothing.png").status_code == 404
+
+
+def test_sponsored_results_are_marked(web: TestClient) -> None:
+    spec = {
+        "campaign_id": "c1",
+        "advertiser": "Garden Co",
+        "bid": 1,
+        "daily_budget": 9,
+        "total_budget": 9,
+        "items": ["i030"],
+    }
+    assert web.post("/campaigns", json={**spec, "keywords": ["hose"]}).status_code == 201
+    page = web.get("/shop/search", params={"q": "hose"}).text
+    first = page.split('class="card"')[1]
+    assert 'data-impression="imp-' in first and "Sponsored" in first

@@ -14,8 +14,9 @@ the budgets.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -102,6 +103,17 @@ class AdServer:
         self._seen: defaultdict[tuple[str, str, date], int] = defaultdict(int)
         self._shown: dict[str, tuple[ServedAd, AdRequest]] = {}
         self._campaigns = {c.campaign_id: c for c in self.matcher.campaigns}
+        # Impression ids unique across processes and restarts: they are keys of the shared log.
+        self._run = uuid.uuid4().hex[:12]
+
+    def restore(self, spent: Mapping[tuple[str, date], float], seen: Mapping[tuple[str, str, date], int]) -> None:
+        """Start from what the shared log says was spent (per campaign and day) and shown (per user,
+        campaign and day): what several serving processes need to keep one set of budgets and caps."""
+        for (campaign_id, day), amount in spent.items():
+            self._spent_day[(campaign_id, day)] += amount
+            self._spent_total[campaign_id] += amount
+        for key, count in seen.items():
+            self._seen[key] += count
 
     def spent(self, campaign_id: str, day: date | None = None) -> float:
         return self._spent_day[(campaign_id, day)] if day else self._spent_total[campaign_id]
@@ -157,7 +169,7 @@ class AdServer:
         return max(similarity, 0.0)
 
     def _record(self, request: AdRequest, p: Placement, how: str) -> ServedAd:
-        ad = ServedAd(f"imp{len(self.log)}", p.campaign_id, p.item_id, p.slot, p.price, p.pctr, how)
+        ad = ServedAd(f"imp-{self._run}-{len(self.log)}", p.campaign_id, p.item_id, p.slot, p.price, p.pctr, how)
         self._shown[ad.impression_id] = (ad, request)
         if request.user_id is not None:
             self._seen[(request.user_id, p.campaign_id, request.day)] += 1

@@ -147,6 +147,15 @@ ad_events_table = sa.Table(
     sa.Column("query", sa.Text),
     sa.Column("ts", sa.Float, nullable=False),
     sa.Index("ix_ad_events_campaign", "campaign_id"),
+    sa.Index("ix_ad_events_day", "day"),
+)
+# Advertisers' campaigns as the service runs them (vitrina.ads.Campaign.from_dict specs).
+campaigns_table = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("campaign_id", sa.String(128), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
 )
 
 # Catalogue change feed (vitrina.serving): every item written or deleted through the service, with

@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from vitrina.ads.campaign import AdsError
+from vitrina.ads.matching import AdRequest
+from vitrina.ads.server import blend
 from vitrina.config import Config
 from vitrina.data.errors import DataError
 from vitrina.data.importer import read_records, validate
@@ -31,6 +36,7 @@ from vitrina.data.schema import INTERACTION_TYPES
 from vitrina.data.storage import KINDS, Storage
 from vitrina.search.engine import Models, SearchError, SearchSettings
 from vitrina.search.filters import FilterError, Filters
+from vitrina.serving.ads import ServingAds
 from vitrina.serving.catalog import CatalogWriter
 from vitrina.serving.live import Event, UnknownItem
 from vitrina.serving.metrics import Metrics
@@ -57,6 +63,10 @@ class EventIn(BaseModel):
 
 class EventsIn(BaseModel):
     events: list[EventIn] = Field(min_length=1, max_length=1000)
+
+
+class ClickIn(BaseModel):
+    impression_id: str = Field(min_length=1, max_length=64)
 
 
 class UserIn(BaseModel):
@@ -103,7 +113,7 @@ class _BodyLimit:
         wanted = "multipart/form-data" if upload else "application/json"
         length = headers.get(b"content-length")
         has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
-        json_route = path.startswith(("/events", "/items", "/users", "/reviews", *UPLOAD_PATHS))
+        json_route = path.startswith(("/events", "/items", "/users", "/reviews", "/campaigns", "/ads", *UPLOAD_PATHS))
         if has_body and json_route and ctype != wanted:
             await _plain(send, 415, f"{path} takes {wanted}, not {ctype or 'no content type'}")
             return
@@ -147,6 +157,9 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     models = models if models is not None else default_models(cfg, settings)
     state = ServingState(storage, settings, models, search_settings)
     writer = CatalogWriter(storage, models, search_settings, settings.media_root)
+    ads = ServingAds(storage, cfg, settings.ads_sync_s)
+    feed_slots = [int(x) for x in cfg.get("ads.feed_slots", [2, 8])]
+    search_slots = [int(x) for x in cfg.get("ads.search_slots", [0, 5])]
     metrics = Metrics()
 
     @asynccontextmanager
@@ -161,6 +174,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         lifespan=lifespan,
     )
     app.state.vitrina = state
+    app.state.ads = ads
     app.state.metrics = metrics
     app.state.settings = settings
 
@@ -260,10 +274,20 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         if not history and user_id not in v.bundle.users and not state.live.user_exists(user_id):
             raise HTTPException(404, f"unknown user id {user_id!r}")
         recs = v.recommend(user_id, history, k, filters, exclude_seen)
+        sponsored = []
+        server = ads.current(v)
+        if server is not None:
+            request = AdRequest(day=date.today(), user_id=user_id, category=category)
+            sponsored = [{**v.card(ad.item_id), **asdict(ad)} for ad in server.serve(request, len(feed_slots))]
         return {
             "user_id": user_id,
             "version": v.bundle.version,
             "items": [{**v.card(r.item_id), "score": r.score, "reason": r.reason, "because": r.because} for r in recs],
+            "sponsored": sponsored,
+            "layout": [
+                {"kind": kind, "item_id": x.item_id if kind == "organic" else x["item_id"]}
+                for kind, x in blend(recs, sponsored, feed_slots)
+            ],
         }
 
     @app.get("/items/{item_id}/similar", tags=["recommend"])
@@ -308,7 +332,18 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     ) -> dict[str, Any]:
         """Text search (lexical, semantic, text-image or hybrid) with facets and filters."""
         filters = _filters(category, brand, price_min, price_max)
-        return _search(view(), query=q, mode=mode, filters=filters, page=page, page_size=page_size)
+        v = view()
+        return _search(
+            v,
+            query=q,
+            mode=mode,
+            filters=filters,
+            page=page,
+            page_size=page_size,
+            user_id=user_id,
+            ads=ads.current(v),
+            ad_slots=search_slots,
+        )
 
     async def _upload(file: UploadFile, kind: str) -> bytes:
         if not (file.content_type or "").startswith(f"{kind}/"):
@@ -370,6 +405,32 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         events = [_event(e, None) for e in body.events]
         stored = state.live.record(events)
         return {"stored": int(sum(stored)), "duplicates": len(stored) - int(sum(stored))}
+
+    # -- sponsored ------------------------------------------------------------------------------
+
+    @app.post("/campaigns", tags=["ads"], status_code=201)
+    async def post_campaigns(specs: list[dict[str, Any]] | dict[str, Any]) -> dict[str, Any]:
+        """Create or replace campaigns (advertiser, CPC bid, budgets, keywords, targeting, items)."""
+        batch = specs if isinstance(specs, list) else [specs]
+        try:
+            ids = ads.store.put(batch)
+        except AdsError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        ads.invalidate()
+        return {"campaign_ids": ids}
+
+    @app.get("/campaigns", tags=["ads"])
+    async def get_campaigns() -> dict[str, Any]:
+        return {"campaigns": ads.store.specs()}
+
+    @app.post("/ads/click", tags=["ads"])
+    async def ad_click(body: ClickIn) -> dict[str, Any]:
+        """A click on a sponsored result: charged once, at its auction price within the budgets."""
+        try:
+            charge = ads.click(body.impression_id)
+        except AdsError as exc:
+            raise HTTPException(404, str(exc)) from exc
+        return {"impression_id": body.impression_id, "charged": charge}
 
     # -- catalogue, users, reviews ---------------------------------------------------------------
 
@@ -476,7 +537,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             raise HTTPException(404, f"item {item_id!r} has no photo")
         return FileResponse(path, headers={"cache-control": "public, max-age=86400"})
 
-    mount_web(app, state, storage, metrics, cfg.output_dir)
+    mount_web(app, state, storage, metrics, cfg.output_dir, ads, {"feed": feed_slots, "search": search_slots})
     app.add_middleware(_BodyLimit, json_limit=settings.max_body_bytes, upload_limit=search_settings.max_upload_bytes)
     return app
 

@@ -16,8 +16,9 @@ from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.importer import validate
 from vitrina.data.storage import Storage
+from vitrina.serving.ads import CampaignStore
 
-__all__ = ["demo_events", "demo_overrides", "prepare"]
+__all__ = ["demo_campaigns", "demo_events", "demo_overrides", "prepare"]
 
 # Event types of a demo visit and how often each occurs.
 _TYPES = np.array(["view", "click", "cart", "purchase"])
@@ -67,9 +68,35 @@ def demo_events(copurchase: pd.DataFrame, customers: list[str], seed: int = 0) -
     return pd.DataFrame(rows, columns=["event_id", "user_id", "item_id", "type", "ts"])
 
 
+def demo_campaigns(items: pd.DataFrame, n: int = 30, seed: int = 0) -> list[dict[str, Any]]:
+    """Simulated advertisers: H&M departments each promoting three of their own articles, keyword
+    targeted on those articles' product types, with random CPC bids and budgets."""
+    rng = np.random.default_rng(seed)
+    departments = items["attributes"].map(lambda a: (a or {}).get("department_name"))
+    kinds = items["category_path"].fillna("").str.split(" > ").str[-1].str.lower()
+    names = [d for d in departments.value_counts().index if isinstance(d, str)][:n]
+    specs = []
+    for k, name in enumerate(names):
+        rows = np.flatnonzero((departments == name).to_numpy())
+        picked = rng.choice(rows, size=min(3, len(rows)), replace=False)
+        daily = float(np.round(rng.uniform(20, 80), 2))
+        specs.append(
+            {
+                "campaign_id": f"demo-{k:02d}",
+                "advertiser": f"{name} (simulated advertiser)",
+                "bid": float(np.round(rng.uniform(0.2, 1.2), 2)),
+                "daily_budget": daily,
+                "total_budget": daily * 10,
+                "items": items["item_id"].iloc[picked].astype(str).tolist(),
+                "keywords": sorted({kinds.iloc[i] for i in picked if kinds.iloc[i]}),
+            }
+        )
+    return specs
+
+
 def _stamp(raw: RawDataset, n_users: int, seed: int) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps([len(raw.items), len(raw.users), n_users, seed]).encode())
+    h.update(json.dumps(["demo-2", len(raw.items), len(raw.users), n_users, seed]).encode())
     h.update("".join(raw.items["item_id"].astype(str)).encode())
     return h.hexdigest()[:16]
 
@@ -103,6 +130,7 @@ def prepare(cfg: Config, n_users: int = 1000, progress: bool = True) -> tuple[St
     storage.write_many(
         {"items": raw.items, "users": users, "interactions": events}, sources={"interactions": "demo shoppers"}
     )
+    CampaignStore(storage).put(demo_campaigns(raw.items, seed=cfg.seed))
     stamp_file.parent.mkdir(parents=True, exist_ok=True)
     stamp_file.write_text(json.dumps({"stamp": stamp, "users": n_users, "events": len(events)}))
     return storage, pairs, True

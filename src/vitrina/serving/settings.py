@@ -25,6 +25,7 @@ class ServeSettings:
     session_weight: float = 0.5
     content_weight: float = 0.5
     refresh_s: float = 1.0
+    ads_sync_s: float = 10.0
     max_body_bytes: int = 1_000_000
     host: str = "127.0.0.1"
     port: int = 8000

@@ -136,9 +136,8 @@ class ServingState:
             raise NotReady("this version has no search index")
         with self.lock:
             out = view.engine.search(**kwargs).to_dict()
-        out["hits"] = [
-            {**hit, **(view.card(hit["item_id"]) if hit["item_id"] in view.row else {})} for hit in out["hits"]
-        ]
+        out["hits"] = [{**h, **(view.card(h["item_id"]) if h["item_id"] in view.row else {})} for h in out["hits"]]
+        out["sponsored"] = [{**view.card(ad["item_id"]), **ad} for ad in out["sponsored"] if ad["item_id"] in view.row]
         return out
 
     def status(self) -> dict[str, Any]:

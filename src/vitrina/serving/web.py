@@ -7,6 +7,7 @@ import io
 import json
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,9 +17,12 @@ from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from vitrina.ads.matching import AdRequest
+from vitrina.ads.server import blend
 from vitrina.data.storage import Storage
 from vitrina.search.engine import SearchError
 from vitrina.search.filters import FilterError
+from vitrina.serving.ads import ServingAds
 from vitrina.serving.bundle import version_folder
 from vitrina.serving.metrics import Metrics
 from vitrina.serving.state import ServingState
@@ -30,7 +34,7 @@ HERE = Path(__file__).parent
 COOKIE = "vitrina_user"
 DEMO_NOTE = (
     "Demo shoppers: the catalogue, photos and co-purchase pairs are real H&M data; the shoppers and "
-    "their histories are generated, as random walks on the real co-purchase graph."
+    "their histories are generated, as random walks on the real co-purchase graph; the advertisers are simulated."
 )
 
 
@@ -100,7 +104,15 @@ def _bench_files(results_dir: Path) -> list[Path]:
     return out
 
 
-def mount_web(app: FastAPI, state: ServingState, storage: Storage, metrics: Metrics, results_dir: Path) -> None:
+def mount_web(
+    app: FastAPI,
+    state: ServingState,
+    storage: Storage,
+    metrics: Metrics,
+    results_dir: Path,
+    ads: ServingAds,
+    slots: dict[str, list[int]],
+) -> None:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     plots: dict[tuple[str, str], bytes] = {}
@@ -120,11 +132,21 @@ def mount_web(app: FastAPI, state: ServingState, storage: Storage, metrics: Metr
         }
         return templates.TemplateResponse(request, name, context)
 
-    def recs(view: View, user: str | None, k: int) -> tuple[str, list[dict[str, Any]]]:
+    def sponsored_card(view: View, ad: Any) -> dict[str, Any]:
+        return {**view.card(ad.item_id), "sponsored": True, "impression_id": ad.impression_id}
+
+    def recs(view: View, user: str | None, k: int, feed: bool = True) -> tuple[str, list[dict[str, Any]]]:
         history = state.live.history(user) if user else []
         found = view.recommend(user, history, k)
         title = "Recommended for you" if user else "Popular now"
-        return title, [{**view.card(r.item_id), "reason": r.reason} for r in found]
+        cards = [{**view.card(r.item_id), "reason": r.reason} for r in found]
+        server = ads.current(view) if feed else None
+        if server is not None:
+            served = server.serve(AdRequest(day=date.today(), user_id=user), len(slots["feed"]))
+            cards = [
+                c if kind == "organic" else sponsored_card(view, c) for kind, c in blend(cards, served, slots["feed"])
+            ]
+        return title, cards
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def home(request: Request) -> HTMLResponse:
@@ -140,13 +162,19 @@ def mount_web(app: FastAPI, state: ServingState, storage: Storage, metrics: Metr
 
     def results(request: Request, **kwargs: Any) -> HTMLResponse:
         view = state.current()
+        user = user_of(request)
         try:
-            found = state.search(view, page_size=24, **kwargs)
+            found = state.search(
+                view, page_size=24, user_id=user, ads=ads.current(view), ad_slots=slots["search"], **kwargs
+            )
         except (SearchError, FilterError) as exc:
             return page(request, "search.html", error=str(exc), found=None, q=kwargs.get("query") or "")
         hits = {h["item_id"]: h for h in found["hits"]}
+        impressions = {ad["item_id"]: ad["impression_id"] for ad in found["sponsored"]}
         items = [
-            hits[slot["item_id"]] if slot["kind"] != "sponsored" else {**view.card(slot["item_id"]), "sponsored": True}
+            hits[slot["item_id"]]
+            if slot["kind"] != "sponsored"
+            else {**view.card(slot["item_id"]), "sponsored": True, "impression_id": impressions[slot["item_id"]]}
             for slot in found["layout"]
             if slot["item_id"] in hits or slot["item_id"] in view.row
         ]
@@ -187,7 +215,7 @@ def mount_web(app: FastAPI, state: ServingState, storage: Storage, metrics: Metr
                 "positive": float(labels.mean()) if len(labels) else None,
                 "rating": float(ratings.mean()) if len(ratings) else None,
             }
-        title, items = recs(view, user_of(request), 6)
+        title, items = recs(view, user_of(request), 6, feed=False)
         return page(
             request,
             "product.html",

@@ -24,6 +24,17 @@
   }
   document.addEventListener("click", async (e) => {
     const card = e.target.closest("a.card[data-item]");
+    if (card && card.dataset.impression) {
+      // A sponsored result: the advertiser pays for the click (once per impression).
+      e.preventDefault();
+      await fetch("/ads/click", {
+        method: "POST", headers: {"content-type": "application/json"},
+        body: JSON.stringify({impression_id: card.dataset.impression}), keepalive: true,
+      });
+      if (user) await send(card.dataset.item, "click");
+      window.location = card.href;
+      return;
+    }
     if (card && user) {
       e.preventDefault();
       await send(card.dataset.item, "click");

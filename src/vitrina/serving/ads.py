@@ -1,0 +1,184 @@
+"""Sponsored slots in the running service: campaigns in the shared database, one `AdServer` per
+worker rebuilt every `ads_sync_s` from the shared impression and click log (so that budgets,
+pacing and frequency caps hold across workers, to within that interval), clicks charged in the
+database in one transaction.
+
+Until a shop has a trained pCTR model, each campaign's CTR is estimated from its own logged
+impressions and clicks with a Beta prior (about 2% before any data): the empirical-Bayes estimate
+that ranks new campaigns on the prior and proven ones on their record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from vitrina.ads.campaign import AdsError, Campaign
+from vitrina.ads.event_log import StorageAdLog
+from vitrina.ads.matching import AdRequest, CampaignMatcher
+from vitrina.ads.server import AdServer
+from vitrina.data.schema import ad_events_table, campaigns_table
+from vitrina.data.storage import Storage
+
+__all__ = ["CampaignStore", "ServingAds"]
+
+# Beta(α, β) prior of a campaign's click-through rate: mean α / (α + β) ≈ 2%.
+PRIOR_CLICKS, PRIOR_SKIPS = 1.0, 49.0
+
+
+class CampaignStore:
+    """Campaign specs in the `campaigns` table; every one checked by `Campaign.from_dict`."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def put(self, specs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Create or replace campaigns (all or none)."""
+        campaigns = [Campaign.from_dict(spec) for spec in specs]  # AdsError names the bad field
+        now = time.time()
+        with self.storage.begin() as conn:
+            ids = [c.campaign_id for c in campaigns]
+            conn.execute(campaigns_table.delete().where(campaigns_table.c.campaign_id.in_(ids)))
+            conn.execute(
+                campaigns_table.insert(),
+                [
+                    {"campaign_id": c.campaign_id, "spec": dict(s), "ts": now}
+                    for c, s in zip(campaigns, specs, strict=True)
+                ],
+            )
+        return ids
+
+    def all(self) -> list[Campaign]:
+        with self.storage.engine.connect() as conn:
+            specs = conn.execute(sa.select(campaigns_table.c.spec).order_by(campaigns_table.c.campaign_id)).scalars()
+            return [Campaign.from_dict(spec) for spec in specs]
+
+    def specs(self) -> list[dict[str, Any]]:
+        with self.storage.engine.connect() as conn:
+            return [dict(s) for s in conn.execute(sa.select(campaigns_table.c.spec)).scalars()]
+
+
+class ServingAds:
+    """One worker's ad server, rebuilt from the database when stale."""
+
+    def __init__(self, storage: Storage, cfg: Any, sync_s: float = 10.0) -> None:
+        self.storage, self.cfg, self.sync_s = storage, cfg, sync_s
+        self.store = CampaignStore(storage)
+        self.log = StorageAdLog(storage)
+        self.server: AdServer | None = None
+        self._built_for: object = None
+        self._built_at = 0.0
+
+    def invalidate(self) -> None:
+        """Rebuild on the next request (campaigns changed)."""
+        self._built_for = None
+
+    def current(self, view: Any) -> AdServer | None:
+        """The ad server for this view (None when there are no campaigns)."""
+        if self._built_for is not view or time.monotonic() - self._built_at > self.sync_s:
+            self.server = self._build(view)
+            self._built_for, self._built_at = view, time.monotonic()
+        return self.server
+
+    def _build(self, view: Any) -> AdServer | None:
+        campaigns = self.store.all()
+        if not campaigns:
+            return None
+        advertised = {i for c in campaigns for i in c.items if i in view.row}
+        vectors: dict[str, dict[str, np.ndarray]] = {"text": {}, "image": {}}
+        for by, name in (("text", "semantic"), ("image", "image")):
+            index = (
+                view.engine.vectors.get(name).index if view.engine is not None and name in view.engine.vectors else None
+            )
+            if index is not None:
+                vectors[by] = {i: index.vector(i) for i in advertised if i in index.rows}
+        matcher = CampaignMatcher(
+            campaigns,
+            text_vectors=vectors["text"],
+            image_vectors=vectors["image"],
+            item_categories={i: view.card(i)["category"] for i in advertised},
+            semantic_threshold=float(self.cfg.get("ads.semantic_threshold", 0.85)),
+        )
+        today = date.today()
+        spent, seen, ctr = self._history(today)
+
+        def predict(request: AdRequest, candidates: list) -> np.ndarray:
+            return np.array(
+                [ctr.get(c.campaign_id, PRIOR_CLICKS / (PRIOR_CLICKS + PRIOR_SKIPS)) for c, *_ in candidates]
+            )
+
+        server = AdServer.from_config(self.cfg, matcher, predict, sink=self.log)
+        server.restore(spent, seen)
+        return server
+
+    def _history(
+        self, today: date
+    ) -> tuple[dict[tuple[str, date], float], dict[tuple[str, str, date], int], dict[str, float]]:
+        t = ad_events_table
+        day = today.isoformat()
+        with self.storage.engine.connect() as conn:
+            spend = conn.execute(
+                sa.select(t.c.campaign_id, t.c.day, sa.func.sum(t.c.price))
+                .where(t.c.kind == "click")
+                .group_by(t.c.campaign_id, t.c.day)
+            ).all()
+            shown = conn.execute(
+                sa.select(t.c.user_id, t.c.campaign_id, sa.func.count())
+                .where((t.c.kind == "impression") & (t.c.day == day) & t.c.user_id.is_not(None))
+                .group_by(t.c.user_id, t.c.campaign_id)
+            ).all()
+            counts = conn.execute(
+                sa.select(t.c.campaign_id, t.c.kind, sa.func.count()).group_by(t.c.campaign_id, t.c.kind)
+            ).all()
+        spent = {(c, date.fromisoformat(d)): float(v or 0.0) for c, d, v in spend}
+        seen = {(u, c, today): int(n) for u, c, n in shown}
+        tally: dict[str, dict[str, int]] = {}
+        for c, kind, n in counts:
+            tally.setdefault(c, {})[kind] = int(n)
+        ctr = {
+            c: (k.get("click", 0) + PRIOR_CLICKS) / (k.get("impression", 0) + PRIOR_CLICKS + PRIOR_SKIPS)
+            for c, k in tally.items()
+        }
+        return spent, seen, ctr
+
+    def click(self, impression_id: str) -> float:
+        """Charge a click on a logged impression: its auction price, capped by what is left of the
+        campaign's budgets; a second click on the same impression charges nothing. One transaction."""
+        t = ad_events_table
+        with self.storage.begin() as conn:
+            rows = conn.execute(sa.select(t).where(t.c.impression_id == impression_id)).mappings().all()
+            shown = [r for r in rows if r["kind"] == "impression"]
+            if not shown:
+                raise AdsError(f"unknown impression {impression_id!r}")
+            if any(r["kind"] == "click" for r in rows):
+                return 0.0
+            imp = shown[0]
+            spec = conn.execute(
+                sa.select(campaigns_table.c.spec).where(campaigns_table.c.campaign_id == imp["campaign_id"])
+            ).scalar_one_or_none()
+            if spec is None:
+                raise AdsError(f"campaign {imp['campaign_id']!r} no longer exists")
+            campaign = Campaign.from_dict(spec)
+            spent_total = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(t.c.price), 0.0)).where(
+                    (t.c.campaign_id == campaign.campaign_id) & (t.c.kind == "click")
+                )
+            ).scalar_one()
+            spent_day = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(t.c.price), 0.0)).where(
+                    (t.c.campaign_id == campaign.campaign_id) & (t.c.kind == "click") & (t.c.day == imp["day"])
+                )
+            ).scalar_one()
+            left = min(campaign.daily_budget - spent_day, campaign.total_budget - spent_total)
+            charge = max(0.0, min(float(imp["price"]), left))
+            row = {k: imp[k] for k in imp if k not in ("event_id", "kind", "ts", "price")}
+            conn.execute(
+                t.insert(),
+                [{**row, "event_id": f"{impression_id}:click", "kind": "click", "price": charge, "ts": time.time()}],
+            )
+        return charge
