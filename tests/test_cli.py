@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -29,16 +28,6 @@ def env(tmp_path: Path) -> dict[str, str]:
     feats = rng.random((60, 8)).astype(np.float16)
     np.save(folder / "image_feat.npy", feats)
     np.save(folder / "audio_feat.npy", feats)
-    # The same interactions in the amazon-baby layout, for the demo command.
-    baby = tmp_path / "data" / "amazon-baby"
-    baby.mkdir()
-    inter[["userID", "itemID", "split"]].to_csv(baby / "interactions.tsv", sep="\t", index=False)
-    pd.DataFrame({"itemID": range(60), "asin": [f"A{i}" for i in range(60)], "image_url": ""}).to_csv(
-        baby / "items.tsv", sep="\t", index=False
-    )
-    pd.DataFrame({"userID": range(120), "reviewer_id": [f"R{u}" for u in range(120)]}).to_csv(
-        baby / "users.tsv", sep="\t", index=False
-    )
     return {
         "VITRINA_PATHS__DATA_DIR": str(tmp_path / "data"),
         "VITRINA_PATHS__CACHE_DIR": str(tmp_path / "cache"),
@@ -185,15 +174,6 @@ def test_bench_report_merges_files_and_plots(env: dict[str, str], tmp_path: Path
     out = invoke(env, "bench", "report", str(first), str(second), "--plot", str(png)).output
     assert "| pop | 1 |" in out and "| itemknn | 1 |" in out and "### tiktok (official split)" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
-
-
-def test_demo_runs_the_baselines_and_prints_the_table(env: dict[str, str], tmp_path: Path) -> None:
-    out = invoke(env, "demo").output
-    assert "## amazon-baby (official split)" in out
-    for model in ("pop", "itemknn", "als", "bpr"):
-        assert f"| {model} | 1 |" in out
-    assert "0.0575 / 0.0249" in out  # published BPR next to ours
-    assert (tmp_path / "out" / "demo-amazon-baby.json").is_file()
 
 
 def test_bench_report_selects_across_files_on_validation(env: dict[str, str], tmp_path: Path) -> None:

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from vitrina.serving import process
 
 E2E = Path(__file__).resolve().parents[1] / "e2e"
 SHOTS = Path(__file__).resolve().parents[2] / "results" / "tmp" / "e2e"
@@ -30,38 +28,16 @@ def _missing() -> str | None:
     return None
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 def test_shop_front_in_chromium(served, shop_dir: Path) -> None:
     cfg, _, _ = served
-    port = _port()
-    overrides = {
-        k: cfg.get(k) for k in ("paths.cache_dir", "storage.url", "serve.media_root", "features.store.image_encoder")
-    }
-    overrides["serve.dir"] = str(cfg.cache_dir / "serve")
-    args = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(str(v))}")]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "vitrina.cli", *args, "serve", "run", "--workers", "1", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    port = process.free_port()
+    keys = ("paths.cache_dir", "storage.url", "serve.media_root", "features.store.image_encoder")
+    overrides = {k: str(cfg.get(k)) for k in keys} | {"serve.dir": str(cfg.cache_dir / "serve")}
+    server = process.start(overrides, 1, port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(base + "/health/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("the server did not become ready")
+        process.wait_ready(base, timeout=60)
         SHOTS.mkdir(parents=True, exist_ok=True)
         photo = shop_dir / "media" / "photos" / "i036.png"  # a dress on the Clothing backdrop
         run = subprocess.run(

@@ -12,18 +12,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from vitrina.config import Config
 from vitrina.data.storage import Storage
+from vitrina.serving import process
 from vitrina.serving.bundle import current_version, publish, version_folder
 from vitrina.serving.live import LiveStore
 from vitrina.serving.settings import ServeSettings
@@ -116,25 +114,6 @@ def parse_wrk(output: str) -> dict[str, Any]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_ready(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the service at {url} did not become ready within {timeout:.0f} s")
-
-
 def _wrk(
     url: str, script: str, seconds: int, connections: int, env: dict[str, str], rate: float = 0.0
 ) -> dict[str, Any]:
@@ -188,7 +167,7 @@ def run(
     live = LiveStore(storage)
     users = storage.read("users")["user_id"].astype(str).tolist()[:2000]
     items = storage.read("items")["item_id"].astype(str).tolist()
-    port = _free_port()
+    port = process.free_port()
     url = f"http://127.0.0.1:{port}"
     workers = workers or settings.workers
     with tempfile.TemporaryDirectory() as tmp:
@@ -199,25 +178,13 @@ def run(
             "VITRINA_BENCH_ITEMS": str(Path(tmp) / "items"),
             "VITRINA_BENCH_RUN": f"bench{int(time.time())}",
         }
-        set_args = [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "vitrina.cli",
-                *set_args,
-                "serve",
-                "run",
-                "--workers",
-                str(workers),
-                "--port",
-                str(port),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed with the server below
+        server = process.start(overrides, workers, port, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_ready(url)
+            try:
+                process.wait_ready(url)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}; its log ends: {(Path(tmp) / 'server.log').read_text()[-2000:]}") from exc
             _wrk(url, _RECOMMEND_LUA, 3, connections, env)  # warm-up: every worker loads and caches
             saturated = _wrk(url, _RECOMMEND_LUA, seconds, connections, env)
             paced = _wrk(url, _RECOMMEND_LUA, seconds, connections, env, rate)
@@ -235,6 +202,7 @@ def run(
         finally:
             server.terminate()
             server.wait(timeout=30)
+            log.close()
     created = events.get("created", 0)
     return {
         "recommend": {
