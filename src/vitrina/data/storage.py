@@ -228,8 +228,13 @@ class Storage:
         return self._writer.begin()
 
     def create_schema(self) -> None:
-        """Create missing tables and indexes; existing ones are left as they are."""
+        """Create missing tables and indexes (also indexes added to a table that already exists);
+        existing ones are left as they are."""
         metadata.create_all(self.engine)
+        with self._writer.begin() as conn:
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     # -- writing ---------------------------------------------------------------------------------
 

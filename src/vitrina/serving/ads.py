@@ -10,9 +10,10 @@ that ranks new campaigns on the prior and proven ones on their record.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
@@ -21,14 +22,16 @@ import sqlalchemy as sa
 from vitrina.ads.campaign import AdsError, Campaign
 from vitrina.ads.event_log import StorageAdLog
 from vitrina.ads.matching import AdRequest, CampaignMatcher
-from vitrina.ads.server import AdServer
+from vitrina.ads.server import AdEvent, AdServer
 from vitrina.data.schema import ad_events_table, campaigns_table
 from vitrina.data.storage import Storage
 
-__all__ = ["CampaignStore", "ServingAds"]
+__all__ = ["BufferedAdLog", "CampaignStore", "ServingAds"]
 
 # Beta(α, β) prior of a campaign's click-through rate: mean α / (α + β) ≈ 2%.
 PRIOR_CLICKS, PRIOR_SKIPS = 1.0, 49.0
+# Days of impressions and clicks a campaign's CTR is estimated from.
+CTR_WINDOW_DAYS = 28
 
 
 class CampaignStore:
@@ -63,27 +66,73 @@ class CampaignStore:
             return [dict(s) for s in conn.execute(sa.select(campaigns_table.c.spec)).scalars()]
 
 
+class BufferedAdLog:
+    """Impressions are logged in batches, one transaction every `flush_s` from a background thread,
+    instead of one write-lock per page view: a request never waits for the database's write lock
+    (SQLite's busy wait sleeps in steps of milliseconds) to show an ad."""
+
+    def __init__(self, log: StorageAdLog, flush_s: float = 0.5) -> None:
+        self.log, self.flush_s = log, flush_s
+        self._buffer: list[AdEvent] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def __call__(self, events: Sequence[AdEvent]) -> None:
+        with self._lock:
+            self._buffer.extend(events)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="vitrina-adlog")
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.flush_s)
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._buffer = self._buffer, []
+        if batch:
+            self.log(batch)
+
+
 class ServingAds:
     """One worker's ad server, rebuilt from the database when stale."""
 
     def __init__(self, storage: Storage, cfg: Any, sync_s: float = 10.0) -> None:
         self.storage, self.cfg, self.sync_s = storage, cfg, sync_s
         self.store = CampaignStore(storage)
-        self.log = StorageAdLog(storage)
+        self.log = BufferedAdLog(StorageAdLog(storage))
         self.server: AdServer | None = None
         self._built_for: object = None
         self._built_at = 0.0
+        self._syncing = False
 
     def invalidate(self) -> None:
         """Rebuild on the next request (campaigns changed)."""
         self._built_for = None
 
     def current(self, view: Any) -> AdServer | None:
-        """The ad server for this view (None when there are no campaigns)."""
-        if self._built_for is not view or time.monotonic() - self._built_at > self.sync_s:
-            self.server = self._build(view)
-            self._built_for, self._built_at = view, time.monotonic()
+        """The ad server for this view (None when there are no campaigns). The first one for a view
+        is built here; later ones are rebuilt from the shared log in a background thread every
+        `sync_s` while requests keep using the current one."""
+        if self._built_for is not view:
+            self._install(view, self._build(view))
+        elif time.monotonic() - self._built_at > self.sync_s and not self._syncing:
+            self._syncing = True
+            threading.Thread(target=self._sync, args=(view,), daemon=True, name="vitrina-ads").start()
         return self.server
+
+    def _install(self, view: Any, server: AdServer | None) -> None:
+        self.server, self._built_for, self._built_at = server, view, time.monotonic()
+
+    def _sync(self, view: Any) -> None:
+        try:
+            server = self._build(view)
+            if self._built_for is view:  # not replaced meanwhile by a new view or new campaigns
+                self._install(view, server)
+        finally:
+            self._syncing = False
 
     def _build(self, view: Any) -> AdServer | None:
         campaigns = self.store.all()
@@ -121,19 +170,22 @@ class ServingAds:
     ) -> tuple[dict[tuple[str, date], float], dict[tuple[str, str, date], int], dict[str, float]]:
         t = ad_events_table
         day = today.isoformat()
+        since = (today - timedelta(days=CTR_WINDOW_DAYS)).isoformat()
         with self.storage.engine.connect() as conn:
             spend = conn.execute(
                 sa.select(t.c.campaign_id, t.c.day, sa.func.sum(t.c.price))
                 .where(t.c.kind == "click")
                 .group_by(t.c.campaign_id, t.c.day)
-            ).all()
+            ).all()  # clicks only: far fewer rows than impressions
             shown = conn.execute(
                 sa.select(t.c.user_id, t.c.campaign_id, sa.func.count())
                 .where((t.c.kind == "impression") & (t.c.day == day) & t.c.user_id.is_not(None))
                 .group_by(t.c.user_id, t.c.campaign_id)
             ).all()
             counts = conn.execute(
-                sa.select(t.c.campaign_id, t.c.kind, sa.func.count()).group_by(t.c.campaign_id, t.c.kind)
+                sa.select(t.c.campaign_id, t.c.kind, sa.func.count())
+                .where(t.c.day >= since)
+                .group_by(t.c.campaign_id, t.c.kind)
             ).all()
         spent = {(c, date.fromisoformat(d)): float(v or 0.0) for c, d, v in spend}
         seen = {(u, c, today): int(n) for u, c, n in shown}
@@ -150,11 +202,20 @@ class ServingAds:
         """Charge a click on a logged impression: its auction price, capped by what is left of the
         campaign's budgets; a second click on the same impression charges nothing. One transaction."""
         t = ad_events_table
-        with self.storage.begin() as conn:
-            rows = conn.execute(sa.select(t).where(t.c.impression_id == impression_id)).mappings().all()
-            shown = [r for r in rows if r["kind"] == "impression"]
-            if not shown:
+        self.log.flush()  # this worker's own recent impressions
+        # Another worker's impression reaches the database within its flush interval.
+        deadline = time.monotonic() + 2 * self.log.flush_s + 0.5
+        while True:
+            with self.storage.engine.connect() as conn:
+                if conn.execute(sa.select(t.c.event_id).where(t.c.event_id == f"{impression_id}:impression")).first():
+                    break
+            if time.monotonic() > deadline:
                 raise AdsError(f"unknown impression {impression_id!r}")
+            time.sleep(0.05)
+        with self.storage.begin() as conn:
+            keys = [f"{impression_id}:impression", f"{impression_id}:click"]  # the log's primary keys
+            rows = conn.execute(sa.select(t).where(t.c.event_id.in_(keys))).mappings().all()
+            shown = [r for r in rows if r["kind"] == "impression"]
             if any(r["kind"] == "click" for r in rows):
                 return 0.0
             imp = shown[0]
