@@ -148,6 +148,7 @@ ad_events_table = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
     sa.Index("ix_ad_events_campaign", "campaign_id"),
     sa.Index("ix_ad_events_day", "day"),
+    sa.Index("ix_ad_events_user_day", "user_id", "day"),
 )
 # Advertisers' campaigns as the service runs them (vitrina.ads.Campaign.from_dict specs).
 campaigns_table = sa.Table(

@@ -112,19 +112,37 @@ class ServingAds:
         """Rebuild on the next request (campaigns changed)."""
         self._built_for = None
 
-    def current(self, view: Any) -> AdServer | None:
-        """The ad server for this view (None when there are no campaigns). The first one for a view
-        is built here; later ones are rebuilt from the shared log in a background thread every
-        `sync_s` while requests keep using the current one."""
+    def current(self, view: Any, user_id: str | None = None) -> AdServer | None:
+        """The ad server for this view (None when there are no campaigns), with `user_id`'s
+        impressions of today loaded for the frequency cap. The first server for a view is built
+        here; later ones are rebuilt from the shared log in a background thread every `sync_s`
+        while requests keep using the current one."""
         if self._built_for is not view:
             self._install(view, self._build(view))
         elif time.monotonic() - self._built_at > self.sync_s and not self._syncing:
             self._syncing = True
             threading.Thread(target=self._sync, args=(view,), daemon=True, name="vitrina-ads").start()
-        return self.server
+        server = self.server
+        if server is not None and user_id is not None and user_id not in self._users:
+            # Per user, on first sight: one indexed query instead of every shopper's counts at once.
+            self._users.add(user_id)
+            server.restore({}, self._seen_today(user_id))
+        return server
 
     def _install(self, view: Any, server: AdServer | None) -> None:
         self.server, self._built_for, self._built_at = server, view, time.monotonic()
+        self._users: set[str] = set()
+
+    def _seen_today(self, user_id: str) -> dict[tuple[str, str, date], int]:
+        t = ad_events_table
+        today = date.today()
+        stmt = (
+            sa.select(t.c.campaign_id, sa.func.count())
+            .where((t.c.user_id == user_id) & (t.c.day == today.isoformat()) & (t.c.kind == "impression"))
+            .group_by(t.c.campaign_id)
+        )
+        with self.storage.engine.connect() as conn:
+            return {(user_id, c, today): int(n) for c, n in conn.execute(stmt)}
 
     def _sync(self, view: Any) -> None:
         try:
@@ -154,7 +172,7 @@ class ServingAds:
             semantic_threshold=float(self.cfg.get("ads.semantic_threshold", 0.85)),
         )
         today = date.today()
-        spent, seen, ctr = self._history(today)
+        spent, ctr = self._history(today)
 
         def predict(request: AdRequest, candidates: list) -> np.ndarray:
             return np.array(
@@ -162,14 +180,11 @@ class ServingAds:
             )
 
         server = AdServer.from_config(self.cfg, matcher, predict, sink=self.log)
-        server.restore(spent, seen)
+        server.restore(spent, {})
         return server
 
-    def _history(
-        self, today: date
-    ) -> tuple[dict[tuple[str, date], float], dict[tuple[str, str, date], int], dict[str, float]]:
+    def _history(self, today: date) -> tuple[dict[tuple[str, date], float], dict[str, float]]:
         t = ad_events_table
-        day = today.isoformat()
         since = (today - timedelta(days=CTR_WINDOW_DAYS)).isoformat()
         with self.storage.engine.connect() as conn:
             spend = conn.execute(
@@ -177,18 +192,12 @@ class ServingAds:
                 .where(t.c.kind == "click")
                 .group_by(t.c.campaign_id, t.c.day)
             ).all()  # clicks only: far fewer rows than impressions
-            shown = conn.execute(
-                sa.select(t.c.user_id, t.c.campaign_id, sa.func.count())
-                .where((t.c.kind == "impression") & (t.c.day == day) & t.c.user_id.is_not(None))
-                .group_by(t.c.user_id, t.c.campaign_id)
-            ).all()
             counts = conn.execute(
                 sa.select(t.c.campaign_id, t.c.kind, sa.func.count())
                 .where(t.c.day >= since)
                 .group_by(t.c.campaign_id, t.c.kind)
             ).all()
         spent = {(c, date.fromisoformat(d)): float(v or 0.0) for c, d, v in spend}
-        seen = {(u, c, today): int(n) for u, c, n in shown}
         tally: dict[str, dict[str, int]] = {}
         for c, kind, n in counts:
             tally.setdefault(c, {})[kind] = int(n)
@@ -196,7 +205,7 @@ class ServingAds:
             c: (k.get("click", 0) + PRIOR_CLICKS) / (k.get("impression", 0) + PRIOR_CLICKS + PRIOR_SKIPS)
             for c, k in tally.items()
         }
-        return spent, seen, ctr
+        return spent, ctr
 
     def click(self, impression_id: str) -> float:
         """Charge a click on a logged impression: its auction price, capped by what is left of the

@@ -275,7 +275,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             raise HTTPException(404, f"unknown user id {user_id!r}")
         recs = v.recommend(user_id, history, k, filters, exclude_seen)
         sponsored = []
-        server = ads.current(v)
+        server = ads.current(v, user_id)
         if server is not None:
             request = AdRequest(day=date.today(), user_id=user_id, category=category)
             sponsored = [{**v.card(ad.item_id), **asdict(ad)} for ad in server.serve(request, len(feed_slots))]
@@ -341,7 +341,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             page=page,
             page_size=page_size,
             user_id=user_id,
-            ads=ads.current(v),
+            ads=ads.current(v, user_id),
             ad_slots=search_slots,
         )
 

@@ -140,7 +140,7 @@ def mount_web(
         found = view.recommend(user, history, k)
         title = "Recommended for you" if user else "Popular now"
         cards = [{**view.card(r.item_id), "reason": r.reason} for r in found]
-        server = ads.current(view) if feed else None
+        server = ads.current(view, user) if feed else None
         if server is not None:
             served = server.serve(AdRequest(day=date.today(), user_id=user), len(slots["feed"]))
             cards = [
@@ -165,7 +165,7 @@ def mount_web(
         user = user_of(request)
         try:
             found = state.search(
-                view, page_size=24, user_id=user, ads=ads.current(view), ad_slots=slots["search"], **kwargs
+                view, page_size=24, user_id=user, ads=ads.current(view, user), ad_slots=slots["search"], **kwargs
             )
         except (SearchError, FilterError) as exc:
             return page(request, "search.html", error=str(exc), found=None, q=kwargs.get("query") or "")
