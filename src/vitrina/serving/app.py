@@ -136,6 +136,41 @@ class _BodyLimit:
             await _plain(send, 413, str(exc))
 
 
+class _Observe:
+    """ASGI middleware: latency histogram per route and status, an `x-request-id` on every
+    response, and one JSON log line per request when INFO logging is on. Plain ASGI: Starlette's
+    BaseHTTPMiddleware would add a task and a copy per request."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None)
+        request_id = request_id or uuid.uuid4().hex[:16]
+        status = 500
+
+        async def send_with_id(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.observe(scope["method"], route, status, elapsed)
+            if log.isEnabledFor(logging.INFO):
+                line = {"event": "request", "request_id": request_id, "method": scope["method"], "route": route}
+                log.info(json.dumps({**line, "status": status, "ms": round(elapsed * 1000, 3)}))
+
+
 class _TooLarge(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"request body is over the limit of {limit} bytes")
@@ -177,31 +212,6 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     app.state.ads = ads
     app.state.metrics = metrics
     app.state.settings = settings
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        response = await call_next(request)
-        elapsed = time.perf_counter() - start
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        metrics.observe(request.method, name, response.status_code, elapsed)
-        response.headers["x-request-id"] = request_id
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                json.dumps(
-                    {
-                        "event": "request",
-                        "request_id": request_id,
-                        "method": request.method,
-                        "route": name,
-                        "status": response.status_code,
-                        "ms": round(elapsed * 1000, 3),
-                    }
-                )
-            )
-        return response
 
     @app.exception_handler(NotReady)
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
@@ -266,7 +276,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         brand: str | None = None,
         price_min: float | None = None,
         price_max: float | None = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Top-k for a shopper, blended with their latest events, each with the reason it is there."""
         v = view()
         filters = _filters(category, brand, price_min, price_max)
@@ -279,16 +289,21 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         if server is not None:
             request = AdRequest(day=date.today(), user_id=user_id, category=category)
             sponsored = [{**v.card(ad.item_id), **asdict(ad)} for ad in server.serve(request, len(feed_slots))]
-        return {
-            "user_id": user_id,
-            "version": v.bundle.version,
-            "items": [{**v.card(r.item_id), "score": r.score, "reason": r.reason, "because": r.because} for r in recs],
-            "sponsored": sponsored,
-            "layout": [
-                {"kind": kind, "item_id": x.item_id if kind == "organic" else x["item_id"]}
-                for kind, x in blend(recs, sponsored, feed_slots)
-            ],
-        }
+        # Built of plain Python values: a JSONResponse skips FastAPI's generic encoder (hot path).
+        return JSONResponse(
+            {
+                "user_id": user_id,
+                "version": v.bundle.version,
+                "items": [
+                    {**v.card(r.item_id), "score": r.score, "reason": r.reason, "because": r.because} for r in recs
+                ],
+                "sponsored": sponsored,
+                "layout": [
+                    {"kind": kind, "item_id": x.item_id if kind == "organic" else x["item_id"]}
+                    for kind, x in blend(recs, sponsored, feed_slots)
+                ],
+            }
+        )
 
     @app.get("/items/{item_id}/similar", tags=["recommend"])
     async def similar(item_id: str, by: str = "fused", k: Annotated[int, Query(ge=1, le=100)] = 10) -> dict[str, Any]:
@@ -539,6 +554,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
 
     mount_web(app, state, storage, metrics, cfg.output_dir, ads, {"feed": feed_slots, "search": search_slots})
     app.add_middleware(_BodyLimit, json_limit=settings.max_body_bytes, upload_limit=search_settings.max_upload_bytes)
+    app.add_middleware(_Observe, metrics=metrics)  # outermost: refused requests are counted too
     return app
 
 
