@@ -4,6 +4,9 @@ a request, and bad input gets the right 4xx."""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,8 @@ from fastapi.testclient import TestClient
 
 from vitrina.config import Config
 from vitrina.data.storage import Storage
+from vitrina.features.speech import WhisperRecognizer
+from vitrina.features.whisper_files import whisper_model_dir
 from vitrina.search.engine import Models
 from vitrina.serving.app import create_app
 from vitrina.serving.build import build_version
@@ -236,3 +241,20 @@ def test_sponsored_slots_clicks_and_budgets(client: TestClient) -> None:
             if ad["campaign_id"] == "hoses":
                 total += client.post("/ads/click", json={"impression_id": ad["impression_id"]}).json()["charged"]
     assert total <= 1.0 + 1e-9
+
+
+def test_voice_search(served, tmp_path) -> None:
+    """A spoken query (espeak-ng) is transcribed by Whisper and searched; skipped without espeak-ng."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not on PATH (Debian: apt-get install espeak-ng)")
+    cfg, storage, models = served
+    clip = tmp_path / "query.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "160", "-g", "8", "-w", str(clip), "cordless drill"], check=True)
+    recognizer = WhisperRecognizer(whisper_model_dir(cfg.cache_dir / "models" / "whisper-base"), beam_size=5)
+    with TestClient(create_app(cfg, dataclasses.replace(models, recognizer=recognizer), storage)) as c:
+        r = c.post("/search/voice", files={"audio": ("query.wav", clip.read_bytes(), "audio/wav")})
+        assert r.status_code == 200, r.text
+        assert "cordless" in r.json()["transcript"].lower()  # espeak is robotic: "drill" is often misheard
+        assert "cordless" in r.json()["hits"][0]["title"]
+        wrong = c.post("/search/voice", files={"audio": ("query.wav", clip.read_bytes(), "image/png")})
+        assert wrong.status_code == 415
