@@ -258,3 +258,23 @@ def test_voice_search(served, tmp_path) -> None:
         assert "cordless" in r.json()["hits"][0]["title"]
         wrong = c.post("/search/voice", files={"audio": ("query.wav", clip.read_bytes(), "image/png")})
         assert wrong.status_code == 415
+
+
+def test_users_and_reviews_crud(client: TestClient) -> None:
+    assert client.post("/users", json={"user_id": "crud-1", "attributes": {"age": 31}}).status_code == 201
+    assert client.get("/users/crud-1").json()["attributes"] == {"age": 31}
+    assert client.post("/events", json={"user_id": "crud-1", "item_id": "i010", "type": "purchase"}).status_code == 201
+    review = client.post(
+        "/reviews", json={"item_id": "i010", "user_id": "crud-1", "text": "Solid hammer.", "rating": 5}
+    )
+    assert review.status_code == 201
+    review_id = review.json()["review_id"]
+    assert [r["text"] for r in client.get("/items/i010/reviews").json()["reviews"]] == ["Solid hammer."]
+    assert client.post("/reviews", json={"item_id": "nope", "text": "x"}).status_code == 404
+    assert client.post("/reviews", json={"item_id": "i010", "text": "x", "rating": 9}).status_code == 422
+    assert client.delete(f"/reviews/{review_id}").status_code == 200
+    assert client.delete(f"/reviews/{review_id}").status_code == 404
+    assert client.delete("/users/crud-1").status_code == 200
+    assert client.get("/users/crud-1").status_code == 404
+    assert client.get("/users/crud-1/recommendations").status_code == 404
+    assert client.delete("/users/crud-1").status_code == 404

@@ -281,7 +281,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         v = view()
         filters = _filters(category, brand, price_min, price_max)
         history = state.live.history(user_id)
-        if not history and user_id not in v.bundle.users and not state.live.user_exists(user_id):
+        if not history and not state.live.user_exists(user_id):
             raise HTTPException(404, f"unknown user id {user_id!r}")
         recs = v.recommend(user_id, history, k, filters, exclude_seen)
         sponsored = []
@@ -505,6 +505,14 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         storage.write("users", frame, source="request body")
         return {"user_id": user.user_id}
 
+    @app.delete("/users/{user_id}", tags=["users"])
+    async def delete_user(user_id: str) -> dict[str, Any]:
+        """Remove a user, their events and their reviews (their trained vector leaves at the next
+        `serve build`; until then they are unknown to every endpoint)."""
+        if not state.live.delete_user(user_id):
+            raise HTTPException(404, f"unknown user id {user_id!r}")
+        return {"deleted": user_id}
+
     @app.get("/items/{item_id}/reviews", tags=["reviews"])
     async def get_reviews(item_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
         view().index(item_id)
@@ -517,6 +525,12 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         frame = validate(pd.DataFrame([review.model_dump()]), "reviews", "request body")
         added = storage.write("reviews", frame, source="request body")
         return {"review_id": str(frame["review_id"].iloc[0]), "stored": bool(added)}
+
+    @app.delete("/reviews/{review_id}", tags=["reviews"])
+    async def delete_review(review_id: str) -> dict[str, Any]:
+        if not state.live.delete_review(review_id):
+            raise HTTPException(404, f"unknown review id {review_id!r}")
+        return {"deleted": review_id}
 
     @app.post("/import", tags=["catalogue"])
     async def bulk_import(

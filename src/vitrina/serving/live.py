@@ -14,7 +14,14 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from vitrina.data.schema import INTERACTION_TYPES, interactions_table, item_changes_table, items_table, users_table
+from vitrina.data.schema import (
+    INTERACTION_TYPES,
+    interactions_table,
+    item_changes_table,
+    items_table,
+    reviews_table,
+    users_table,
+)
 from vitrina.data.storage import Storage
 
 __all__ = ["Change", "Event", "LiveStore", "UnknownItem", "pack_vectors", "unpack_vectors"]
@@ -136,6 +143,20 @@ class LiveStore:
         with self.storage.engine.connect() as conn:
             stmt = sa.select(users_table.c.user_id).where(users_table.c.user_id == user_id)
             return conn.execute(stmt).first() is not None
+
+    def delete_user(self, user_id: str) -> bool:
+        """Remove a user with their events and reviews (one transaction); False if unknown."""
+        with self.storage.begin() as conn:
+            if conn.execute(sa.select(users_table.c.user_id).where(users_table.c.user_id == user_id)).first() is None:
+                return False
+            conn.execute(interactions_table.delete().where(interactions_table.c.user_id == user_id))
+            conn.execute(reviews_table.delete().where(reviews_table.c.user_id == user_id))
+            conn.execute(users_table.delete().where(users_table.c.user_id == user_id))
+        return True
+
+    def delete_review(self, review_id: str) -> bool:
+        with self.storage.begin() as conn:
+            return conn.execute(reviews_table.delete().where(reviews_table.c.review_id == review_id)).rowcount > 0
 
     def count_events(self) -> int:
         with self.storage.engine.connect() as conn:
