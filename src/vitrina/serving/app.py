@@ -40,6 +40,7 @@ from vitrina.serving.ads import ServingAds
 from vitrina.serving.catalog import CatalogWriter
 from vitrina.serving.live import Event, UnknownItem
 from vitrina.serving.metrics import Metrics
+from vitrina.serving.recent import RecentCache
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import NotReady, ServingState
 from vitrina.serving.view import SIMILAR_BY, View
@@ -190,7 +191,8 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     storage = storage or Storage(cfg.storage_url)
     storage.create_schema()
     models = models if models is not None else default_models(cfg, settings)
-    state = ServingState(storage, settings, models, search_settings)
+    cache = RecentCache.from_url(settings.redis_url) if settings.redis_url else None
+    state = ServingState(storage, settings, models, search_settings, cache)
     writer = CatalogWriter(storage, models, search_settings, settings.media_root)
     ads = ServingAds(storage, cfg, settings.ads_sync_s)
     feed_slots = [int(x) for x in cfg.get("ads.feed_slots", [2, 8])]

@@ -4,6 +4,7 @@ once per idempotency key) and the catalogue change feed."""
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from redis.exceptions import RedisError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrina.data.schema import (
@@ -23,8 +25,11 @@ from vitrina.data.schema import (
     users_table,
 )
 from vitrina.data.storage import Storage
+from vitrina.serving.recent import RecentCache
 
 __all__ = ["Change", "Event", "LiveStore", "UnknownItem", "pack_vectors", "unpack_vectors"]
+
+log = logging.getLogger("vitrina.serving")
 
 MAX_KEY = 64
 
@@ -84,8 +89,8 @@ def unpack_vectors(data: bytes | None) -> dict[str, np.ndarray]:
 class LiveStore:
     """Events and catalogue changes on a `Storage`'s database."""
 
-    def __init__(self, storage: Storage) -> None:
-        self.storage = storage
+    def __init__(self, storage: Storage, cache: RecentCache | None = None) -> None:
+        self.storage, self.cache = storage, cache
         self._insert = postgresql.insert if storage.dialect == "postgresql" else sqlite.insert
 
     def record(self, events: list[Event]) -> list[bool]:
@@ -109,7 +114,8 @@ class LiveStore:
                 [{"user_id": u, "attributes": None} for u in users],
             )
             pos = int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(t.c.pos), 0))).scalar_one())
-            stored = []
+            stored: list[bool] = []
+            added: list[tuple[str, tuple[int, str, str, float]]] = []
             now = time.time()
             stmt = self._insert(t).on_conflict_do_nothing(index_elements=[t.c.event_id])
             for e in events:
@@ -125,19 +131,54 @@ class LiveStore:
                     "split": None,
                 }
                 stored.append(conn.execute(stmt, row).rowcount == 1)
+                if stored[-1]:
+                    added.append((e.user_id, (pos, e.item_id, e.type, float(e.value))))
+        if self.cache is not None and added:
+            try:
+                self.cache.push(added)
+            except RedisError as exc:  # the database has them; the next read refills the cache
+                log.warning("recent-events cache unavailable (%s); users' lists are dropped", exc)
+                self._forget_all([u for u, _ in added])
         return stored
 
     def history(self, user_id: str, limit: int = 500) -> list[tuple[str, str, float]]:
-        """The user's most recent events, newest first: (item id, type, value)."""
+        """The user's most recent events, newest first: (item id, type, value). From the Redis cache
+        when one is configured and answers, else from the database."""
+        if self.cache is not None and limit <= self.cache.keep:
+            try:
+                entries = self.cache.get(
+                    user_id, lambda: self._entries(user_id, self.cache.keep), lambda: self._latest(user_id)
+                )
+                return [(item, kind, value) for _, item, kind, value in entries[:limit]]
+            except RedisError as exc:
+                log.warning("recent-events cache unavailable (%s); reading the database", exc)
+        return [(item, kind, value) for _, item, kind, value in self._entries(user_id, limit)]
+
+    def _entries(self, user_id: str, limit: int) -> list[tuple[int, str, str, float]]:
         t = interactions_table
         stmt = (
-            sa.select(t.c.item_id, t.c.type, t.c.value)
+            sa.select(t.c.pos, t.c.item_id, t.c.type, t.c.value)
             .where(t.c.user_id == user_id)
             .order_by(t.c.pos.desc())
             .limit(limit)
         )
         with self.storage.engine.connect() as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(stmt)]
+            return [(int(r[0]), r[1], r[2], float(r[3])) for r in conn.execute(stmt)]
+
+    def _latest(self, user_id: str) -> int:
+        t = interactions_table
+        with self.storage.engine.connect() as conn:
+            stmt = sa.select(sa.func.coalesce(sa.func.max(t.c.pos), 0)).where(t.c.user_id == user_id)
+            return int(conn.execute(stmt).scalar_one())
+
+    def _forget_all(self, users: list[str]) -> None:
+        if self.cache is None:
+            return
+        for user_id in set(users):
+            try:
+                self.cache.forget(user_id)
+            except RedisError:
+                return
 
     def user_exists(self, user_id: str) -> bool:
         with self.storage.engine.connect() as conn:
@@ -152,6 +193,7 @@ class LiveStore:
             conn.execute(interactions_table.delete().where(interactions_table.c.user_id == user_id))
             conn.execute(reviews_table.delete().where(reviews_table.c.user_id == user_id))
             conn.execute(users_table.delete().where(users_table.c.user_id == user_id))
+        self._forget_all([user_id])
         return True
 
     def delete_review(self, review_id: str) -> bool:

@@ -26,6 +26,7 @@ class ServeSettings:
     content_weight: float = 0.5
     refresh_s: float = 1.0
     ads_sync_s: float = 10.0
+    redis_url: str = ""
     max_body_bytes: int = 1_000_000
     host: str = "127.0.0.1"
     port: int = 8000

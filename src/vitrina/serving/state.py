@@ -17,6 +17,7 @@ from vitrina.data.storage import Storage
 from vitrina.search.engine import Models, SearchEngine, SearchSettings
 from vitrina.serving.bundle import Bundle, current_version, version_folder
 from vitrina.serving.live import Change, LiveStore
+from vitrina.serving.recent import RecentCache
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.view import View
 
@@ -36,11 +37,12 @@ class ServingState:
         settings: ServeSettings,
         models: Models | None = None,
         search_settings: SearchSettings | None = None,
+        cache: RecentCache | None = None,
     ) -> None:
         self.storage, self.settings = storage, settings
         self.models = models or Models()
         self.search_settings = search_settings or SearchSettings()
-        self.live = LiveStore(storage)
+        self.live = LiveStore(storage, cache)
         self.view: View | None = None
         # Search indexes are mutated by refresh and read by requests: one at a time.
         self.lock = threading.RLock()
