@@ -5,6 +5,8 @@ a request, and bad input gets the right 4xx."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import logging
 import shutil
 import subprocess
 import threading
@@ -278,3 +280,30 @@ def test_users_and_reviews_crud(client: TestClient) -> None:
     assert client.get("/users/crud-1").status_code == 404
     assert client.get("/users/crud-1/recommendations").status_code == 404
     assert client.delete("/users/crud-1").status_code == 404
+
+
+def test_bulk_import_all_or_nothing(client: TestClient) -> None:
+    good = (
+        b"item_id,title,category_path,price\n"
+        b"imp-1,Makita jigsaw,Tools > Power Tools,89\n"
+        b"imp-2,Bosch sander,Tools > Power Tools,59\n"
+    )
+    r = client.post("/import", data={"kind": "items"}, files={"file": ("items.csv", good, "text/csv")})
+    assert r.status_code == 200 and r.json() == {"kind": "items", "rows": 2, "added": 2}
+    assert client.get("/search", params={"q": "jigsaw", "mode": "lexical"}).json()["hits"][0]["item_id"] == "imp-1"
+    bad = b"item_id,title,price\nimp-3,Saw,12\nimp-4,Drill,-5\n"
+    r = client.post("/import", data={"kind": "items"}, files={"file": ("more.csv", bad, "text/csv")})
+    assert r.status_code == 422
+    problem = r.json()["problems"][0]
+    assert problem["field"] == "price" and problem["row"] == 3  # the file's line
+    assert client.get("/items/imp-3").status_code == 404  # nothing of the bad file was written
+    r = client.post("/import", data={"kind": "gadgets"}, files={"file": ("x.csv", good, "text/csv")})
+    assert r.status_code == 422 and "gadgets" in r.json()["detail"]
+
+
+def test_request_log_lines_are_json(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="vitrina.serving"):
+        client.get("/users/u00/recommendations", headers={"x-request-id": "req-42"})
+    line = next(json.loads(r.message) for r in caplog.records if r.message.startswith("{"))
+    assert line["request_id"] == "req-42" and line["route"] == "/users/{user_id}/recommendations"
+    assert line["status"] == 200 and line["ms"] > 0
