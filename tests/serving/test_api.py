@@ -307,3 +307,16 @@ def test_request_log_lines_are_json(client: TestClient, caplog: pytest.LogCaptur
     line = next(json.loads(r.message) for r in caplog.records if r.message.startswith("{"))
     assert line["request_id"] == "req-42" and line["route"] == "/users/{user_id}/recommendations"
     assert line["status"] == 200 and line["ms"] > 0
+
+
+def test_put_replaces_an_item_everywhere(client: TestClient) -> None:
+    item = {"title": "DeWalt hammer drill yellow", "category_path": "Tools > Power Tools", "brand": "DeWalt"}
+    item |= {"price": 99.0, "image_paths": ["photos/i001.png"]}
+    assert client.put("/items/i001", json=item).status_code == 200
+    assert client.get("/items/i001").json()["title"] == "DeWalt hammer drill yellow"
+    similar = client.get("/items/i000/similar", params={"k": 47}).json()["items"]
+    assert "DeWalt hammer drill yellow" in [s["title"] for s in similar]
+    hits = client.get("/search", params={"q": "hammer drill yellow", "mode": "lexical"}).json()["hits"]
+    assert hits[0]["item_id"] == "i001" and hits[0]["title"] == "DeWalt hammer drill yellow"
+    mismatch = client.put("/items/i001", json={**item, "item_id": "other"})
+    assert mismatch.status_code == 422

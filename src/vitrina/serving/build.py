@@ -19,9 +19,10 @@ from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.idmap import IdMap
 from vitrina.data.storage import Storage
+from vitrina.features.encoder import l2_normalize
 from vitrina.features.featurize import ModalityFeatures
 from vitrina.models import Recommender
-from vitrina.serving.bundle import Bundle, ContentSpace, _normalise, publish
+from vitrina.serving.bundle import Bundle, ContentSpace, publish
 from vitrina.serving.live import LiveStore
 from vitrina.serving.settings import ServeSettings
 
@@ -81,7 +82,7 @@ def build_bundle(
     for m, feats in sorted(features.items()):
         values, mask = feats.aligned(items.ids)
         if mask.any():
-            content[m], present[m] = _normalise(values), mask
+            content[m], present[m] = l2_normalize(values), mask
     if not content:
         raise ValueError("no item features: run `vitrina featurize` or give the items text or photos")
     space = ContentSpace.fit(content, present, dim=settings.joint_dim, weights=settings.modality_weights)

@@ -23,15 +23,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from vitrina.data.idmap import IdMap
+from vitrina.features.encoder import l2_normalize
 
 __all__ = ["Bundle", "ContentSpace", "current_version", "publish", "version_folder"]
 
 POINTER = "CURRENT"
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
 @dataclass
@@ -81,12 +77,12 @@ class ContentSpace:
             if v.shape[1] != d:
                 raise ValueError(f"{m} vectors have {v.shape[1]} dimensions, the content space {d}")
             mask = np.asarray(present.get(m, np.ones(n, bool)), dtype=bool)
-            parts.append(_normalise(v) * (np.sqrt(weight) * mask[:, None]))
+            parts.append(l2_normalize(v) * (np.sqrt(weight) * mask[:, None]))
         return np.concatenate(parts, axis=1)
 
     def project(self, vectors: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray]) -> np.ndarray:
         """Joint vectors (L2-normalised) of items given each modality's vectors and presence masks."""
-        return _normalise((self._stack(vectors, present) - self.mean) @ self.components)
+        return l2_normalize((self._stack(vectors, present) - self.mean) @ self.components)
 
     def state(self) -> dict[str, np.ndarray]:
         return {
