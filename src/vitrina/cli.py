@@ -671,6 +671,28 @@ def bench_ads(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
+@bench_app.command("sentiment")
+def bench_sentiment(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Option(help="labelled reviews (reviews-zh)")] = "reviews-zh",
+    save: Annotated[Path | None, typer.Option(help="also save the selected model (a pickle file)")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+) -> None:
+    """Review sentiment: accuracy, macro-F1, AUC, log loss and ECE on a stratified test split,
+    overall and per category, next to snownlp and jieba TF-IDF + logistic regression."""
+    from vitrina.bench import sentiment
+    from vitrina.bench.featurize import write_json
+
+    cfg = _config(ctx)
+    try:
+        result = sentiment.run(cfg, dataset, save=save)
+    except (ConfigError, ValueError, KeyError) as exc:
+        _fail(str(exc))
+    typer.echo(sentiment.table(result))
+    if out is not None:
+        typer.echo(f"\nwrote {write_json(out, result)}")
+
+
 @bench_app.command("serve")
 def bench_serve(
     ctx: typer.Context,

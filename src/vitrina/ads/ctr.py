@@ -25,28 +25,12 @@ from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from vitrina.evaluation.calibration import calibration
+
 __all__ = ["CTR_KINDS", "CtrModel", "calibration", "ctr_metrics"]
 
 CTR_KINDS = ("logistic", "gbdt")
 _EPS = 1e-6
-
-
-def calibration(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Reliability curve (mean pCTR, click rate, impressions per non-empty bin) and the ECE."""
-    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
-    top = max(float(p.max()), _EPS) if len(p) else 1.0
-    slot = np.minimum((p / top * bins).astype(int), bins - 1)
-    curve = {"mean_pctr": [], "click_rate": [], "count": []}
-    ece = 0.0
-    for b in range(bins):
-        inside = slot == b
-        if inside.any():
-            mean_p, rate, n = float(p[inside].mean()), float(y[inside].mean()), int(inside.sum())
-            curve["mean_pctr"].append(mean_p)
-            curve["click_rate"].append(rate)
-            curve["count"].append(n)
-            ece += n / len(p) * abs(mean_p - rate)
-    return {"ece": ece, "curve": curve}
 
 
 def ctr_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:

@@ -1,0 +1,60 @@
+"""The review sentiment model on generated Chinese and English reviews; the benchmark's split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vitrina.analytics.sentiment import SentimentModel, word_tokens
+from vitrina.bench.sentiment import classification_metrics, split
+
+GOOD = ["质量很好", "非常满意", "物流很快", "很喜欢", "great quality", "love it", "works perfectly"]
+BAD = ["质量太差", "非常失望", "不好用", "退货了", "terrible", "broke after a day", "not good at all"]
+THINGS = ["手机", "衣服", "热水器", "酒店", "phone", "kettle", "jacket"]
+
+
+def reviews(n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    texts = []
+    for y in labels:
+        words = rng.choice(GOOD if y else BAD, size=2, replace=False)
+        texts.append(f"{rng.choice(THINGS)}，{words[0]}，{words[1]}。")
+    return texts, labels
+
+
+def test_model_separates_polarity_and_is_calibrated(tmp_path: Path) -> None:
+    train, y_train = reviews(400, 0)
+    valid, y_valid = reviews(200, 1)
+    test, y_test = reviews(200, 2)
+    model = SentimentModel()
+    model.word.C = model.char.C = 4.0
+    model.word.fit(train, y_train)
+    model.char.fit(train, y_train)
+    model.calibrate(model.raw(valid), y_valid)
+    p = model.predict_proba(test)
+    metrics = classification_metrics(p, y_test)
+    assert metrics["accuracy"] > 0.95 and metrics["auc"] > 0.98
+    assert ((p >= 0) & (p <= 1)).all()
+    assert model.predict_proba(["这个热水器不好用，非常失望"])[0] < 0.5
+    assert model.predict_proba(["great quality, love it"])[0] > 0.5
+    again = SentimentModel.load(model.save(tmp_path / "m.pkl"))
+    np.testing.assert_array_equal(again.predict_proba(test), p)
+
+
+def test_word_tokens_keep_negations() -> None:
+    assert "不" in word_tokens("一点都不好") or "不好" in word_tokens("一点都不好")
+    assert word_tokens("NOT Good") == ["not", "good"]
+
+
+def test_split_is_stratified_and_disjoint() -> None:
+    texts, labels = reviews(1000, 3)
+    frame = pd.DataFrame({"text": texts, "label": labels, "category": np.array(["a", "b"])[np.arange(1000) % 2]})
+    frame = frame.drop_duplicates("text").reset_index(drop=True)
+    folds = split(frame, seed=0)
+    assert sum(len(f) for f in folds.values()) == len(frame)
+    assert not set(folds["train"]["text"]) & set(folds["test"]["text"])
+    share = {k: (f["category"] == "a").mean() for k, f in folds.items()}
+    assert max(share.values()) - min(share.values()) < 0.05
