@@ -676,6 +676,7 @@ def bench_sentiment(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option(help="labelled reviews (reviews-zh)")] = "reviews-zh",
     save: Annotated[Path | None, typer.Option(help="also save the selected model (a pickle file)")] = None,
+    plots: Annotated[Path | None, typer.Option(help="folder for an aspects chart per category")] = None,
     out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
 ) -> None:
     """Review sentiment: accuracy, macro-F1, AUC, log loss and ECE on a stratified test split,
@@ -685,7 +686,7 @@ def bench_sentiment(
 
     cfg = _config(ctx)
     try:
-        result = sentiment.run(cfg, dataset, save=save)
+        result = sentiment.run(cfg, dataset, save=save, plots=plots)
     except (ConfigError, ValueError, KeyError) as exc:
         _fail(str(exc))
     typer.echo(sentiment.table(result))

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vitrina.analytics.aspects import aspect_nouns, plot_aspects, summarise_aspects
 from vitrina.analytics.sentiment import SentimentModel, word_tokens
 from vitrina.bench.sentiment import classification_metrics, split
 
@@ -58,3 +59,19 @@ def test_split_is_stratified_and_disjoint() -> None:
     assert not set(folds["train"]["text"]) & set(folds["test"]["text"])
     share = {k: (f["category"] == "a").mean() for k, f in folds.items()}
     assert max(share.values()) - min(share.values()) < 0.05
+
+
+def test_aspects_rank_praise_and_complaints(tmp_path: Path) -> None:
+    texts = [
+        "房间很干净，服务周到",
+        "服务很好，早餐丰富",
+        "房间干净，服务热情",
+        "空调坏了，房间很吵",
+        "空调不制冷，噪音大",
+    ]
+    p = np.array([0.95, 0.9, 0.9, 0.05, 0.1])
+    summary = summarise_aspects(texts, p, top_k=3, min_count=2)
+    assert summary["positive"][0].term == "服务" and summary["positive"][0].mentions >= 2
+    assert summary["negative"][0].term == "空调" and summary["negative"][0].positive_share == 0.0
+    assert aspect_nouns("The battery life is great") == {"battery", "life", "great"}
+    assert plot_aspects(summary, "hotel", tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"

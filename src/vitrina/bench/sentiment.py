@@ -10,6 +10,7 @@ trained on the same training reviews (the common recipe).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
+from vitrina.analytics.aspects import plot_aspects, summarise_aspects
 from vitrina.analytics.sentiment import NbLogistic, SentimentModel, word_tokens
 from vitrina.config import Config
 from vitrina.data.datasets import load_dataset
@@ -80,7 +82,15 @@ def _jieba_tfidf_lr(train: pd.DataFrame, valid: pd.DataFrame, test: pd.DataFrame
     return best[2].predict_proba(x_test)[:, 1], best[1]
 
 
-def run(cfg: Config, dataset: str = "reviews-zh", seed: int | None = None, save: Path | None = None) -> dict[str, Any]:
+def run(
+    cfg: Config,
+    dataset: str = "reviews-zh",
+    seed: int | None = None,
+    save: Path | None = None,
+    plots: Path | None = None,
+) -> dict[str, Any]:
+    """The protocol of the module docstring; `save` writes the selected model, `plots` a praised /
+    complained-about aspects chart per category."""
     seed = cfg.seed if seed is None else seed
     raw = load_dataset(dataset, cfg.data_dir)
     frame = raw.reviews.merge(raw.extras["review_category"], on="review_id")[["text", "label", "category"]]
@@ -126,10 +136,16 @@ def run(cfg: Config, dataset: str = "reviews-zh", seed: int | None = None, save:
     per_category = {}
     for category, rows in test.groupby("category").groups.items():
         idx = test.index.get_indexer(rows)
+        summary = summarise_aspects(test["text"].iloc[idx].tolist(), p_test[idx], top_k=8, min_count=5)
         per_category[category] = {
             "vitrina": classification_metrics(p_test[idx], y_test[idx]),
             "snownlp": classification_metrics(p_snow[idx], y_test[idx]),
+            "aspects": {side: [dataclasses.asdict(a) for a in found] for side, found in summary.items()},
         }
+        if plots is not None:
+            plot_aspects(
+                summary, f"{dataset} · {category}: aspects of the test reviews", plots / f"aspects-{category}.png"
+            )
     return {
         "dataset": dataset,
         "split": {
