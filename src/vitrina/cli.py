@@ -671,6 +671,39 @@ def bench_ads(
         typer.echo(f"\nwrote {write_json(out, result)}")
 
 
+@app.command()
+def quality(
+    ctx: typer.Context,
+    dataset: Annotated[
+        list[str] | None, typer.Option(help="named dataset (repeatable; default: every one found)")
+    ] = None,
+    sentiment_model: Annotated[
+        Path | None, typer.Option(help="a saved sentiment model: also check ratings against review text")
+    ] = None,
+    out_dir: Annotated[Path, typer.Option(help="where <dataset>.json and <dataset>.html go")] = Path("results/quality"),
+) -> None:
+    """Data-quality report (HTML and JSON): completeness, consistency, review reliability, image
+    quality and behaviour sanity, with examples of every finding."""
+    from vitrina.analytics.quality import quality_report, write_report
+    from vitrina.analytics.sentiment import SentimentModel
+    from vitrina.data.datasets import DATASETS, dataset_folder, load_dataset
+
+    cfg = _config(ctx)
+    names = dataset or [n for n in DATASETS if dataset_folder(n, cfg.data_dir).is_dir()]
+    model = SentimentModel.load(sentiment_model) if sentiment_model else None
+    for name in names:
+        try:
+            raw = load_dataset(name, cfg.data_dir)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc))
+        report = quality_report(raw, model.predict_proba if model is not None else None)
+        json_path, html_path = write_report(report, out_dir)
+        typer.echo(f"## {name} ({report.seconds:.1f} s): {json_path}, {html_path}")
+        for f in report.findings:
+            if f.rows:
+                typer.echo(f"- [{f.severity}] {f.check}: {f.rows:,} of {f.of:,} ({100 * f.share:.2f}%)")
+
+
 @bench_app.command("sentiment")
 def bench_sentiment(
     ctx: typer.Context,
