@@ -87,5 +87,6 @@ def test_report_finds_what_was_planted(tmp_path: Path) -> None:
 
 def test_dhash_bands_find_near_duplicates_only() -> None:
     hashes = [0, 0b111, (1 << 63) | 0b1, None, 0xFFFF_FFFF_FFFF_FFFF]
-    assert near_duplicate_pairs(hashes, max_bits=3) == [(0, 1), (0, 2), (1, 2)]
-    assert dhash("/no/such/file.png") is None
+    assert near_duplicate_pairs(hashes, max_bits=3, n_bits=64) == [(0, 1), (0, 2), (1, 2)]
+    flat, ramp = Image.new("L", (32, 32), 90), Image.linear_gradient("L").resize((32, 32)).rotate(90)
+    assert dhash(flat) == 0 and dhash(ramp) != 0

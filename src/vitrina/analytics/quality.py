@@ -5,8 +5,8 @@ numbers behind them:
 - completeness: missing values per column of each record kind, and per modality (items without any
   text, without a photo, photo files that are not there);
 - consistency: ids that reference nothing, values out of range (ratings, prices, timestamps),
-  repeated event keys, items with identical text, near-identical photos (64-bit difference hashes
-  within 4 bits);
+  repeated event keys, items with identical text, near-identical photos (256-bit difference hashes
+  within 12 bits and the same mean colour);
 - reliability of reviews: one text posted by several users, bursts of reviews from one user within an
   hour, and (with a sentiment model) a rating that contradicts the text;
 - image quality: files that do not decode, tiny, near-blank, and blurred photos (the blur threshold is
@@ -28,6 +28,7 @@ from typing import Any
 import jinja2
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from vitrina.data.dataset import RawDataset
 from vitrina.data.schema import columns
@@ -42,6 +43,9 @@ BLANK_STD = 4.0  # gray-level standard deviation below which a photo is a flat f
 BLUR_FLOOR = 20.0  # Laplacian variance below which a photo is blurred whatever the catalogue
 BOT_EVENTS_PER_MINUTE = 30  # more events than this within one minute from one user
 BURST_REVIEWS_PER_HOUR = 5
+HASH_SIDE = 16  # difference hashes of 16 × 16 = 256 bits
+DHASH_BITS = 12  # near-identical photos: hashes at most this many bits apart (under 5%) ...
+COLOUR_DISTANCE = 12.0  # ... and mean RGB within this many levels (0-255) per channel
 
 
 @dataclass
@@ -93,23 +97,22 @@ def _finding(
     return Finding(section, check, int(hits.sum()), of, severity if hits.any() else "info", examples)
 
 
-def dhash(path: str) -> int | None:
-    """64-bit difference hash (9×8 grayscale, each pixel brighter than its right neighbour?): equal
-    or within a few bits for the same photo resized, recompressed or lightly edited."""
-    try:
-        img = load_image(path)
-    except ImageError:
-        return None
-    small = np.asarray(img.convert("L").resize((9, 8)), dtype=np.int16)
+def dhash(img: Image.Image, side: int = HASH_SIDE) -> int:
+    """Difference hash of side² bits ((side+1)×side grayscale, each pixel brighter than its right
+    neighbour?): equal or within a few bits for the same photo resized, recompressed or lightly
+    edited. 16 (256 bits) tells apart studio shots that only share a silhouette; 8 does not."""
+    small = np.asarray(img.convert("L").resize((side + 1, side)), dtype=np.int16)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
-    return int(np.packbits(bits).view(">u8")[0])
+    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
-def near_duplicate_pairs(hashes: Sequence[int | None], max_bits: int = 4) -> list[tuple[int, int]]:
+def near_duplicate_pairs(
+    hashes: Sequence[int | None], max_bits: int, n_bits: int = HASH_SIDE**2
+) -> list[tuple[int, int]]:
     """Index pairs whose hashes differ in at most `max_bits` bits. Candidates share one of
     `max_bits + 1` bands (pigeonhole), so the search stays near linear."""
     bands = max_bits + 1
-    width = 64 // bands
+    width = n_bits // bands
     buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, h in enumerate(hashes):
         if h is not None:
@@ -127,7 +130,7 @@ def near_duplicate_pairs(hashes: Sequence[int | None], max_bits: int = 4) -> lis
     return sorted(pairs)
 
 
-def _photos(raw: RawDataset, workers: int) -> tuple[list[str | None], pd.DataFrame]:
+def _photos(raw: RawDataset, workers: int) -> pd.DataFrame:
     root = Path(raw.meta["root"]) if raw.meta.get("root") else None
     paths: list[str | None] = []
     for value in raw.items["image_paths"]:
@@ -144,11 +147,13 @@ def _photos(raw: RawDataset, workers: int) -> tuple[list[str | None], pd.DataFra
         except ImageError as exc:
             return {"has": True, "exists": True, "ok": False, "error": exc.reason}
         gray_std = float(np.asarray(img.convert("L"), dtype=np.float32).std())
-        return {"has": True, "exists": True, "ok": True, "gray_std": gray_std, **image_quality(img)}
+        colour = np.asarray(img.convert("RGB").resize((8, 8)), dtype=np.float32).reshape(-1, 3).mean(0)
+        measures = {"gray_std": gray_std, "dhash": dhash(img), "colour": colour, **image_quality(img)}
+        return {"has": True, "exists": True, "ok": True, **measures}
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         rows = list(pool.map(measure, paths))
-    return paths, pd.DataFrame(rows)
+    return pd.DataFrame(rows)
 
 
 def quality_report(
@@ -198,7 +203,7 @@ def quality_report(
 
 
 def _image_findings(raw: RawDataset, ids: list[str], workers: int) -> list[Finding]:
-    paths, m = _photos(raw, workers)
+    m = _photos(raw, workers)
     n = len(ids)
     has = m["has"].to_numpy(bool)
     exists = m.get("exists", pd.Series(False, index=m.index)).fillna(False).to_numpy(bool)
@@ -238,14 +243,20 @@ def _image_findings(raw: RawDataset, ids: list[str], workers: int) -> list[Findi
                 ids,
             ),
         ]
-        hashes = [dhash(p) if o else None for p, o in zip(paths, ok, strict=True)]
-        pairs = near_duplicate_pairs(hashes)
+        hashes = [int(h) if o else None for h, o in zip(m["dhash"], ok, strict=True)]
+        colours = m["colour"].tolist()
+        # Grayscale structure and colour both alike: colour variants of one garment share the first.
+        pairs = [
+            (i, j)
+            for i, j in near_duplicate_pairs(hashes, DHASH_BITS)
+            if np.abs(colours[i] - colours[j]).mean() <= COLOUR_DISTANCE
+        ]
         hit = np.zeros(n, bool)
         for i, j in pairs:
             hit[i] = hit[j] = True
         finding = _finding(
             "consistency",
-            "items whose photo nearly duplicates another item's (dHash <= 4 bits)",
+            f"items whose photo nearly duplicates another item's (dHash <= {DHASH_BITS} bits, same colours)",
             hit,
             n,
             "warning",
