@@ -21,6 +21,8 @@ from vitrina.features.text_tokenize import load_jieba, stopwords
 __all__ = ["Aspect", "aspect_nouns", "plot_aspects", "summarise_aspects"]
 
 _NOUN_TAGS = ("n", "nz", "vn", "ng", "nt")
+# Nouns that name no aspect of a product ("feeling", "overall", "result", "thing", "time", ...).
+_GENERIC_ZH = frozenset("感觉 总体 整体 有点 结果 东西 时候 一次 感受 情况 地方 事情 问题 原因 总的来说".split())
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,11 @@ def aspect_nouns(text: str) -> set[str]:
         stop = stopwords("en")
         return {w for w in text.lower().replace("'", " ").split() if len(w) >= 3 and w.isalpha() and w not in stop}
     stop = stopwords("zh")
-    return {p.word for p in _posseg().cut(text) if p.flag in _NOUN_TAGS and len(p.word) >= 2 and p.word not in stop}
+    return {
+        p.word
+        for p in _posseg().cut(text)
+        if p.flag in _NOUN_TAGS and len(p.word) >= 2 and p.word not in stop and p.word not in _GENERIC_ZH
+    }
 
 
 def summarise_aspects(
