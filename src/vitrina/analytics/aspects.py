@@ -22,7 +22,25 @@ __all__ = ["Aspect", "aspect_nouns", "plot_aspects", "summarise_aspects"]
 
 _NOUN_TAGS = ("n", "nz", "vn", "ng", "nt")
 # Nouns that name no aspect of a product ("feeling", "overall", "result", "thing", "time", ...).
-_GENERIC_ZH = frozenset("感觉 总体 整体 有点 结果 东西 时候 一次 感受 情况 地方 事情 问题 原因 总的来说".split())
+_GENERIC_ZH = frozenset(
+    [
+        "感觉",
+        "总体",
+        "整体",
+        "有点",
+        "结果",
+        "东西",
+        "时候",
+        "一次",
+        "感受",
+        "情况",
+        "地方",
+        "事情",
+        "问题",
+        "原因",
+        "总的来说",
+    ]
+)
 
 
 @dataclass(frozen=True)
