@@ -10,6 +10,7 @@ from vitrina.models import (  # noqa: F401  (registration)
     lightgcn,
     mmn,
     pop,
+    sasrec,
     vbpr,
 )
 from vitrina.models.base import REGISTRY, FitReport, Recommender, create
