@@ -838,6 +838,7 @@ def demo(
     ctx: typer.Context,
     users: Annotated[int, typer.Option(help="demo shoppers (histories drawn from the co-purchase graph)")] = 1000,
     serve: Annotated[bool, typer.Option(help="serve the shop when ready")] = True,
+    rebuild: Annotated[bool, typer.Option(help="train and publish a new version even when one exists")] = False,
     workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
     port: Annotated[int | None, typer.Option(help="default serve.port")] = None,
 ) -> None:
@@ -853,7 +854,7 @@ def demo(
     cfg = Config.load(ctx.obj.get("config_file"), overrides)
     try:
         storage, pairs, imported = prepare(cfg, users)
-        if imported or current_version(cfg.get("serve.dir")) is None:
+        if imported or rebuild or current_version(cfg.get("serve.dir")) is None:
             typer.echo("featurizing, training and indexing the demo shop (first run only) ...")
             image = str(cfg.get("features.store.image_encoder"))
             build_version(cfg, storage, serving_models(cfg, image), pairs=pairs)

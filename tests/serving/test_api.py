@@ -320,3 +320,18 @@ def test_put_replaces_an_item_everywhere(client: TestClient) -> None:
     assert hits[0]["item_id"] == "i001" and hits[0]["title"] == "DeWalt hammer drill yellow"
     mismatch = client.put("/items/i001", json={**item, "item_id": "other"})
     assert mismatch.status_code == 422
+
+
+def test_campaigns_target_shopper_segments(client: TestClient) -> None:
+    view = client.app.state.vitrina.current()
+    view.segments = {"assignment": {"u00": 1, "u01": 0}, "segments": []}  # as analytics.segments writes them
+    spec = {"advertiser": "Dress Co", "bid": 2.0, "daily_budget": 50, "total_budget": 50, "items": ["i040"]}
+    assert (
+        client.post("/campaigns", json={**spec, "campaign_id": "seg1-only", "segments": ["seg-1"]}).status_code == 201
+    )
+    ads_for = {
+        u: {a["campaign_id"] for a in client.get(f"/users/{u}/recommendations").json()["sponsored"]}
+        for u in ("u00", "u01")
+    }
+    assert "seg1-only" in ads_for["u00"] and "seg1-only" not in ads_for["u01"]
+    assert view.segment_of("u00") == ("seg-1",) and view.segment_of("nobody") == ()

@@ -289,7 +289,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         sponsored = []
         server = ads.current(v, user_id)
         if server is not None:
-            request = AdRequest(day=date.today(), user_id=user_id, category=category)
+            request = AdRequest(day=date.today(), user_id=user_id, segments=v.segment_of(user_id), category=category)
             sponsored = [{**v.card(ad.item_id), **asdict(ad)} for ad in server.serve(request, len(feed_slots))]
         # Built of plain Python values: a JSONResponse skips FastAPI's generic encoder (hot path).
         return JSONResponse(
@@ -360,6 +360,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             user_id=user_id,
             ads=ads.current(v, user_id),
             ad_slots=search_slots,
+            segments=v.segment_of(user_id),
         )
 
     async def _upload(file: UploadFile, kind: str) -> bytes:

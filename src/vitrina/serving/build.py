@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from vitrina.analytics.segments import describe, plot_segments, segment_users
 from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.idmap import IdMap
@@ -28,6 +30,9 @@ from vitrina.serving.settings import ServeSettings
 
 __all__ = ["build_bundle", "build_version", "together_matrix"]
 
+log = logging.getLogger("vitrina.serving")
+# Fewer trained users than this: no segments (k-means on a handful of vectors says nothing).
+MIN_SEGMENT_USERS = 100
 # How much one event of each type says about a shopper's taste (popularity and profiles).
 TYPE_WEIGHTS: dict[str, float] = {"view": 1.0, "click": 1.5, "cart": 2.5, "purchase": 4.0, "rating": 2.0}
 
@@ -164,6 +169,17 @@ def build_version(
             (folder / "history.json").write_text(json.dumps(result.history, default=float))
         bundle = build_bundle(version, raw.items, raw.interactions, features, model, settings, pairs, info)
         bundle.save(folder)
+        seg = None
+        if len(bundle.users) >= MIN_SEGMENT_USERS:
+            # Segments of the trained users: ad targeting and the dashboard read them from here.
+            try:
+                seg = segment_users(bundle.user_factors, seed=cfg.seed)
+            except ValueError as exc:  # no structure to cut: the version simply has no segments
+                log.warning("no segments: %s", exc)
+        if seg is not None:
+            seg = describe(seg, bundle.users.ids, raw.interactions, raw.items)
+            (folder / "segments.json").write_text(json.dumps(seg.to_dict(bundle.users.ids), default=float))
+            plot_segments(bundle.user_factors, seg, folder / "segments.png", "Shoppers by segment (user vectors, PCA)")
         text, image = features.get("text"), features.get("image")
         engine = SearchEngine.build(
             storage,

@@ -4,6 +4,7 @@ catalogue change feed, and swapped in with one assignment."""
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import threading
 import time
@@ -105,6 +106,8 @@ class ServingState:
         if (folder / "search").is_dir():
             engine = SearchEngine.load(folder / "search", self.storage, self.models, self.search_settings)
         view = View(bundle, self.storage.read("items"), engine, self.settings, seq=int(bundle.info.get("feed_seq", 0)))
+        if (folder / "segments.json").exists():
+            view.segments = json.loads((folder / "segments.json").read_text())
         changes = self.live.changes_since(view.seq)
         return self._apply(view, changes) if changes else view
 

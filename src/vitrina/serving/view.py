@@ -70,6 +70,7 @@ class View:
         self.joint = bundle.joint
         self.item_factors, self.has_factors = bundle.item_factors, bundle.has_factors
         self.popularity = np.log1p(bundle.popularity.astype(np.float32))
+        self.segments: dict[str, Any] = {}  # the version's user segments (analytics.segments), if any
         self._derive()
 
     def _derive(self) -> None:
@@ -152,6 +153,11 @@ class View:
         return int(self.alive.sum())
 
     # -- lookups ---------------------------------------------------------------------------------
+
+    def segment_of(self, user_id: str | None) -> tuple[str, ...]:
+        """The user's segment label (ad targeting), empty when unknown."""
+        found = self.segments.get("assignment", {}).get(user_id) if user_id is not None else None
+        return () if found is None else (f"seg-{found}",)
 
     def index(self, item_id: str) -> int:
         r = self.row.get(item_id)

@@ -142,7 +142,8 @@ def mount_web(
         cards = [{**view.card(r.item_id), "reason": r.reason} for r in found]
         server = ads.current(view, user) if feed else None
         if server is not None:
-            served = server.serve(AdRequest(day=date.today(), user_id=user), len(slots["feed"]))
+            request = AdRequest(day=date.today(), user_id=user, segments=view.segment_of(user))
+            served = server.serve(request, len(slots["feed"]))
             cards = [
                 c if kind == "organic" else sponsored_card(view, c) for kind, c in blend(cards, served, slots["feed"])
             ]
@@ -165,7 +166,13 @@ def mount_web(
         user = user_of(request)
         try:
             found = state.search(
-                view, page_size=24, user_id=user, ads=ads.current(view, user), ad_slots=slots["search"], **kwargs
+                view,
+                page_size=24,
+                user_id=user,
+                ads=ads.current(view, user),
+                ad_slots=slots["search"],
+                segments=view.segment_of(user),
+                **kwargs,
             )
         except (SearchError, FilterError) as exc:
             return page(request, "search.html", error=str(exc), found=None, q=kwargs.get("query") or "")
@@ -265,6 +272,7 @@ def mount_web(
             live=live,
             extra=extra,
             search_summary=_search_summary(results_dir),
+            segments=view.segments.get("segments", []),
         )
 
     @app.get("/admin/plot/{name}.png", include_in_schema=False)
@@ -281,6 +289,11 @@ def mount_web(
                 plots[key] = _training_curve(
                     json.loads(path.read_text()), str(view.bundle.info.get("model", {}).get("model"))
                 )
+            elif name == "segments":
+                path = version_folder(state.settings.dir, view.bundle.version) / "segments.png"
+                if not path.exists():
+                    raise HTTPException(404, "this version has no segments (too few trained users)")
+                plots[key] = path.read_bytes()
             elif name == "models":
                 from vitrina.bench.report import load_runs, plot
 
@@ -291,7 +304,7 @@ def mount_web(
                 plots[key] = out.read_bytes()
                 out.unlink()
             else:
-                raise HTTPException(404, f"unknown plot {name!r}; known: map, curve, models")
+                raise HTTPException(404, f"unknown plot {name!r}; known: map, curve, segments, models")
         return Response(plots[key], media_type="image/png")
 
 
