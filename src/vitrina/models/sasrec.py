@@ -54,9 +54,14 @@ class _Net(nn.Module):
         """[batch, L] left-padded 1-based item ids -> [batch, L, dim]."""
         length = seq.shape[1]
         x = self.items(seq, content) * (self.item_emb.shape[1] ** 0.5) + self.pos_emb[-length:]
-        causal = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
-        pad = seq == 0
-        h = self.encoder(self.drop(x), mask=causal, src_key_padding_mask=pad)
+        # One mask for order and padding (True: may not attend): later positions and padding keys,
+        # except a position's own key, so that no row is fully masked (the fused inference kernel
+        # turns such rows into NaN, which then spread through the next layer).
+        future = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1)
+        blocked = future.unsqueeze(0) | (seq == 0).unsqueeze(1)
+        blocked = blocked & ~torch.eye(length, dtype=torch.bool).unsqueeze(0)
+        heads = self.encoder.layers[0].self_attn.num_heads
+        h = self.encoder(self.drop(x), mask=blocked.repeat_interleave(heads, dim=0))
         return self.norm(h)
 
 
