@@ -1,11 +1,15 @@
-"""The load benchmark's parts that need no server: reading wrk's report and the demo shoppers."""
+"""The load benchmark's parts that need no server: wrk's report, the private copy it runs on, demo shoppers."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from vitrina.bench.serve import parse_wrk
+from vitrina.bench.serve import parse_wrk, private_copy
+from vitrina.data.storage import Storage
+from vitrina.serving.bundle import current_version
 from vitrina.serving.demo import demo_events
+from vitrina.serving.live import Event, LiveStore
+from vitrina.serving.settings import ServeSettings
 
 WRK = """Running 5s test @ http://127.0.0.1:8000
   2 threads and 50 connections
@@ -45,3 +49,17 @@ def test_demo_shoppers_walk_the_copurchase_graph() -> None:
     assert events.groupby("user_id").size().between(4, 16).all()
     again = demo_events(pairs, ["u1", "u2", "u3"], seed=1)
     pd.testing.assert_frame_equal(events, again)
+
+
+def test_the_benchmark_runs_on_a_private_copy(served, tmp_path) -> None:
+    cfg, storage, _ = served
+    settings = ServeSettings.from_config(cfg)
+    before = storage.counts()
+    overrides = private_copy(cfg, settings, tmp_path / "work")
+    copy = Storage(overrides["storage.url"])
+    assert copy.counts() == before
+    LiveStore(copy).record([Event("bench-1", "u00", "i000", "view")])
+    assert copy.counts()["interactions"] == before["interactions"] + 1
+    assert storage.counts() == before  # the shop's own database is untouched
+    assert current_version(overrides["serve.dir"]) == current_version(settings.dir)
+    copy.close()

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -135,6 +136,23 @@ def _wrk(
     return out
 
 
+def private_copy(cfg: Config, settings: ServeSettings, work: Path) -> dict[str, str]:
+    """The benchmark writes tens of thousands of events and ad impressions and publishes versions:
+    it runs on a copy of the shop's SQLite database and current version, never on the shop itself."""
+    url = cfg.storage_url
+    if not url.startswith("sqlite:///"):
+        raise RuntimeError(f"bench serve copies the shop's database first; it supports SQLite URLs, not {url!r}")
+    database = Path(url.removeprefix("sqlite:///"))
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / "shop.db"
+    with sqlite3.connect(database) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)  # SQLite's online backup: consistent even while the shop is running
+    version = current_version(settings.dir) or ""
+    shutil.copytree(version_folder(settings.dir, version), version_folder(work / "serve", version))
+    (work / "serve" / "CURRENT").write_text(version)
+    return {"storage.url": f"sqlite:///{copy}", "serve.dir": str(work / "serve")}
+
+
 def republish(serve_dir: Path) -> str:
     """Publish a copy of the current version as a new one: what a retrain's swap does, without the
     minutes of training."""
@@ -163,7 +181,10 @@ def run(
         raise RuntimeError(
             f"no published version in {settings.dir}: run `vitrina demo --no-serve` or `vitrina serve build`"
         )
-    storage = Storage(cfg.storage_url)
+    work = Path(tempfile.mkdtemp(prefix="vitrina-bench-serve-"))
+    overrides = {**overrides, **private_copy(cfg, settings, work)}
+    settings = ServeSettings.from_config(Config.load(None, overrides))
+    storage = Storage(overrides["storage.url"])
     live = LiveStore(storage)
     users = storage.read("users")["user_id"].astype(str).tolist()[:2000]
     items = storage.read("items")["item_id"].astype(str).tolist()
@@ -203,6 +224,8 @@ def run(
             server.terminate()
             server.wait(timeout=30)
             log.close()
+            storage.close()
+            shutil.rmtree(work, ignore_errors=True)
     created = events.get("created", 0)
     return {
         "recommend": {
