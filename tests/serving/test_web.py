@@ -11,6 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from vitrina.analytics.sentiment import SentimentModel
+from vitrina.config import Config
 from vitrina.serving.app import create_app
 from vitrina.serving.web import COOKIE
 
@@ -86,3 +88,19 @@ def test_sponsored_results_are_marked(web: TestClient) -> None:
     page = web.get("/shop/search", params={"q": "hose"}).text
     first = page.split('class="card"')[1]
     assert 'data-impression="imp-' in first and "Sponsored" in first
+
+
+def test_product_page_reads_review_sentiment(served, tmp_path) -> None:
+    cfg, storage, models = served
+    texts = ["很好用，非常满意", "质量太差，很失望", "great, love it", "terrible, broke"] * 10
+    labels = np.array([1, 0, 1, 0] * 10)
+    model = SentimentModel()
+    model.word.fit(texts, labels)
+    model.char.fit(texts, labels)
+    path = model.save(tmp_path / "sentiment.pkl")
+    with_model = Config({**cfg.data, "serve": {**cfg.get("serve"), "sentiment_model": str(path)}})
+    with TestClient(create_app(with_model, models, storage)) as c:
+        for text in ("非常满意，很好用", "great, love it", "质量太差"):
+            assert c.post("/reviews", json={"item_id": "i030", "text": text}).status_code == 201
+        page = c.get("/product/i030").text
+    assert "Reviews: 3" in page and "67% read as positive by the sentiment model" in page

@@ -27,6 +27,7 @@ class ServeSettings:
     refresh_s: float = 1.0
     ads_sync_s: float = 10.0
     redis_url: str = ""
+    sentiment_model: Path | None = None
     max_body_bytes: int = 1_000_000
     host: str = "127.0.0.1"
     port: int = 8000
@@ -45,6 +46,7 @@ class ServeSettings:
         section = cfg.section("serve", set(cls.__dataclass_fields__))
         section["dir"] = Path(section.get("dir") or cfg.cache_dir / "serve")
         section["media_root"] = Path(section["media_root"]) if section.get("media_root") else None
+        section["sentiment_model"] = Path(section["sentiment_model"]) if section.get("sentiment_model") else None
         if "modality_weights" in section:
             section["modality_weights"] = {str(k): float(v) for k, v in section["modality_weights"].items()}
         return cls(**section)

@@ -19,6 +19,7 @@ from fastapi.templating import Jinja2Templates
 
 from vitrina.ads.matching import AdRequest
 from vitrina.ads.server import blend
+from vitrina.analytics.sentiment import SentimentModel
 from vitrina.data.storage import Storage
 from vitrina.search.engine import SearchError
 from vitrina.search.filters import FilterError
@@ -114,6 +115,7 @@ def mount_web(
     slots: dict[str, list[int]],
 ) -> None:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
+    sentiment_model = SentimentModel.load(state.settings.sentiment_model) if state.settings.sentiment_model else None
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     plots: dict[tuple[str, str], bytes] = {}
 
@@ -221,7 +223,11 @@ def mount_web(
                 "count": len(reviews),
                 "positive": float(labels.mean()) if len(labels) else None,
                 "rating": float(ratings.mean()) if len(ratings) else None,
+                "model_positive": None,
             }
+            if sentiment_model is not None:
+                read = sentiment_model.predict_proba(reviews["text"].fillna("").tolist())
+                sentiment["model_positive"] = float((read > 0.5).mean())
         title, items = recs(view, user_of(request), 6, feed=False)
         return page(
             request,
