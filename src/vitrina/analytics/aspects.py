@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrina.features.text_tokenize import load_jieba, stopwords
+from vitrina.plotting import save_figure
 
 __all__ = ["Aspect", "aspect_nouns", "plot_aspects", "summarise_aspects"]
 
@@ -111,9 +112,4 @@ def plot_aspects(summary: dict[str, list[Aspect]], title: str, path: str | Path)
         ax.set_title(f"{side} aspects")
         ax.set_xlabel("|sum of signed sentiment| over mentions")
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

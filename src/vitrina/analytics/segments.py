@@ -19,6 +19,8 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
+from vitrina.plotting import save_figure
+
 __all__ = ["Segment", "Segmentation", "describe", "plot_segments", "segment_users"]
 
 
@@ -140,9 +142,4 @@ def plot_segments(vectors: np.ndarray, seg: Segmentation, path: str | Path, titl
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

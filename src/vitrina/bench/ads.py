@@ -41,6 +41,7 @@ from vitrina.data.datasets import load_dataset
 from vitrina.data.sources import dataset_snapshot
 from vitrina.data.splits import TRAIN
 from vitrina.features.featurize import with_item_features
+from vitrina.plotting import save_figure
 
 __all__ = ["FEATURES", "run", "table"]
 
@@ -248,10 +249,7 @@ def _reliability_plot(calibrated: dict, raw: dict, kind: str, path: Path) -> Non
     ax.set_ylabel("observed click rate")
     ax.set_title("pCTR reliability (marker area: impressions)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def table(result: dict[str, Any]) -> str:

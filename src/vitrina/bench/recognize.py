@@ -30,6 +30,7 @@ from vitrina.data.datasets import load_dataset
 from vitrina.data.splits import FOLD_NAMES, TEST, TRAIN, VALID
 from vitrina.features.featurize import feature_store, features_dir, item_inputs, modality_encoder
 from vitrina.features.image_encoders import EfficientNetLite0
+from vitrina.plotting import save_figure
 
 MISSING_LABELS = ("", "Unknown")  # H&M's word for a product type or group nobody filled in
 # Hyper-parameter grids, selected on validation accuracy; `--param probe.key=...` / `head.key=...` replace one.
@@ -321,12 +322,7 @@ def plot_confusion(result: dict[str, Any], path: str | os.PathLike[str]) -> Path
         fontsize=10,
     )
     fig.colorbar(image, ax=ax, fraction=0.04, label="share of the true class")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def write_json(path: str | os.PathLike[str], result: dict[str, Any]) -> Path:

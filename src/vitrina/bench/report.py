@@ -9,6 +9,7 @@ import numpy as np
 
 from vitrina.bench.published import published_for
 from vitrina.bench.rec import RunResult, markdown_table, select_on_validation
+from vitrina.plotting import save_figure
 
 
 def load_runs(paths: list[Path], watch: str = "recall@20") -> dict[tuple[str, str], list[RunResult]]:
@@ -62,8 +63,4 @@ def plot(groups: dict[tuple[str, str], list[RunResult]], path: Path) -> Path:
         ax.set_title(f"{dataset} ({split})")
         ax.set_ylabel("test Recall@20")
     fig.suptitle("Vitrina (bars) vs published (black lines)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
