@@ -37,6 +37,15 @@ def _config(ctx: typer.Context) -> Config:
     return ctx.obj["config"]
 
 
+def _print_result(table: str, result: dict, out: Path | None) -> None:
+    """A benchmark's table on stdout, and its JSON in `out` when given."""
+    from vitrina.bench.featurize import write_json
+
+    typer.echo(table)
+    if out is not None:
+        typer.echo(f"\nwrote {write_json(out, result)}")
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -627,7 +636,6 @@ def bench_search(
     """search-homedepot: NDCG@10, Recall@10, re-ranking NDCG@10 and p50/p99 latency of each mode;
     hm: name and held-out description queries (Recall@10, MRR) and spoken queries (WER, Recall@10)."""
     from vitrina.bench import search, search_hm
-    from vitrina.bench.featurize import write_json
 
     cfg = _config(ctx)
     names = [m.strip() for m in modes.split(",") if m.strip()]
@@ -638,9 +646,7 @@ def bench_search(
             result = search.run(cfg, dataset, names, latency_queries, scale_items)
     except (ConfigError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
-    typer.echo((search_hm if dataset == "hm" else search).table(result))
-    if out is not None:
-        typer.echo(f"\nwrote {write_json(out, result)}")
+    _print_result((search_hm if dataset == "hm" else search).table(result), result, out)
 
 
 @bench_app.command("ads")
@@ -658,7 +664,6 @@ def bench_ads(
     eCPM ranking vs bid-only (revenue, CTR, relevance). Advertisers and clicks are simulated from real
     users' held-out interactions; see `vitrina.bench.ads`."""
     from vitrina.bench import ads
-    from vitrina.bench.featurize import write_json
 
     cfg = _config(ctx)
     semantic = float(cfg.get("ads.semantic_threshold", 0.85))
@@ -666,9 +671,7 @@ def bench_ads(
         result = ads.run(cfg, dataset, users, campaigns, semantic_threshold=semantic, plot=plot)
     except (ConfigError, ValueError) as exc:
         _fail(str(exc))
-    typer.echo(ads.table(result))
-    if out is not None:
-        typer.echo(f"\nwrote {write_json(out, result)}")
+    _print_result(ads.table(result), result, out)
 
 
 @app.command()
@@ -715,16 +718,13 @@ def bench_sentiment(
     """Review sentiment: accuracy, macro-F1, AUC, log loss and ECE on a stratified test split,
     overall and per category, next to snownlp and jieba TF-IDF + logistic regression."""
     from vitrina.bench import sentiment
-    from vitrina.bench.featurize import write_json
 
     cfg = _config(ctx)
     try:
         result = sentiment.run(cfg, dataset, save=save, plots=plots)
     except (ConfigError, ValueError, KeyError) as exc:
         _fail(str(exc))
-    typer.echo(sentiment.table(result))
-    if out is not None:
-        typer.echo(f"\nwrote {write_json(out, result)}")
+    _print_result(sentiment.table(result), result, out)
 
 
 @bench_app.command("serve")
@@ -741,7 +741,6 @@ def bench_serve(
     ingestion (events/s, sent vs stored, counted back in the database) and recommendations during
     a model swap (errors)."""
     from vitrina.bench import serve
-    from vitrina.bench.featurize import write_json
     from vitrina.serving.demo import demo_overrides
 
     overrides = dict(ctx.obj["overrides"])
@@ -752,9 +751,7 @@ def bench_serve(
         result = serve.run(cfg, overrides, seconds, connections, workers, rate)
     except (ConfigError, RuntimeError, ValueError) as exc:
         _fail(str(exc))
-    typer.echo(serve.table(result))
-    if out is not None:
-        typer.echo(f"\nwrote {write_json(out, result)}")
+    _print_result(serve.table(result), result, out)
 
 
 @serve_app.command("build")
