@@ -26,6 +26,8 @@ from vitrina.serving.app import create_app
 from vitrina.serving.build import build_version
 from vitrina.serving.bundle import Bundle, current_version, version_folder
 from vitrina.serving.live import LiveStore
+from vitrina.serving.settings import ServeSettings
+from vitrina.serving.view import View
 
 
 @pytest.fixture(scope="module")
@@ -335,3 +337,21 @@ def test_campaigns_target_shopper_segments(client: TestClient) -> None:
     }
     assert "seg1-only" in ads_for["u00"] and "seg1-only" not in ads_for["u01"]
     assert view.segment_of("u00") == ("seg-1",) and view.segment_of("nobody") == ()
+
+
+def test_review_sentiment_is_a_ranking_feature(served) -> None:
+    cfg, storage, _ = served
+    serve_dir = cfg.cache_dir / "serve"
+    bundle = Bundle.load(version_folder(serve_dir, current_version(serve_dir)))
+    mood = np.full(len(bundle.items), np.nan, dtype=np.float32)
+    loved, hated = bundle.items.index("i010"), bundle.items.index("i011")
+    mood[loved], mood[hated] = 0.95, 0.05
+    settings = dataclasses.replace(ServeSettings.from_config(cfg), sentiment_weight=1.0)
+    plain = View(bundle, storage.read("items"), None, settings)
+    bundle.sentiment = mood
+    rated = View(bundle, storage.read("items"), None, settings)
+    before, after = plain.scores(None, [])[0], rated.scores(None, [])[0]
+    assert after[loved] - before[loved] > 0.5 > 0 > after[hated] - before[hated] + 0.5
+    untouched = [r for r in range(len(mood)) if r not in (loved, hated)]
+    np.testing.assert_allclose(after[untouched], before[untouched])
+    assert Bundle.load(bundle.save(cfg.cache_dir / "with-sentiment")).sentiment[loved] == np.float32(0.95)

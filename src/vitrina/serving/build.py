@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from vitrina.analytics.segments import describe, plot_segments, segment_users
+from vitrina.analytics.sentiment import SentimentModel
 from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.idmap import IdMap
@@ -28,7 +29,7 @@ from vitrina.serving.bundle import Bundle, ContentSpace, publish
 from vitrina.serving.live import LiveStore
 from vitrina.serving.settings import ServeSettings
 
-__all__ = ["build_bundle", "build_version", "together_matrix"]
+__all__ = ["build_bundle", "build_version", "item_sentiment", "together_matrix"]
 
 log = logging.getLogger("vitrina.serving")
 # Fewer trained users than this: no segments (k-means on a handful of vectors says nothing).
@@ -69,6 +70,20 @@ def popularity(items: IdMap, interactions: pd.DataFrame) -> np.ndarray:
     known = interactions[interactions["item_id"].isin(items.ids)]
     weights = known["type"].map(TYPE_WEIGHTS).fillna(1.0).to_numpy(np.float64)
     return np.bincount(items.to_index(known["item_id"].astype(str)), weights=weights, minlength=len(items))
+
+
+def item_sentiment(items: IdMap, reviews: pd.DataFrame, model: SentimentModel) -> np.ndarray:
+    """Mean P(positive) of each item's reviews, NaN for items without one."""
+    known = reviews[reviews["item_id"].isin(items.ids) & reviews["text"].notna()]
+    out = np.full(len(items), np.nan, dtype=np.float32)
+    if len(known):
+        p = model.predict_proba(known["text"].astype(str).tolist())
+        rows = items.to_index(known["item_id"].astype(str))
+        sums = np.bincount(rows, weights=p, minlength=len(items))
+        counts = np.bincount(rows, minlength=len(items))
+        has = counts > 0
+        out[has] = (sums[has] / counts[has]).astype(np.float32)
+    return out
 
 
 def build_bundle(
@@ -144,6 +159,7 @@ def build_version(
         items=storage.read("items"),
         users=storage.read("users"),
         interactions=storage.read("interactions"),
+        reviews=storage.read("reviews"),
         meta={"root": str(settings.media_root)} if settings.media_root else {},
     )
     if not len(raw.items):
@@ -168,6 +184,8 @@ def build_version(
             }
             (folder / "history.json").write_text(json.dumps(result.history, default=float))
         bundle = build_bundle(version, raw.items, raw.interactions, features, model, settings, pairs, info)
+        if settings.sentiment_model is not None and len(raw.reviews):
+            bundle.sentiment = item_sentiment(bundle.items, raw.reviews, SentimentModel.load(settings.sentiment_model))
         bundle.save(folder)
         seg = None
         if len(bundle.users) >= MIN_SEGMENT_USERS:

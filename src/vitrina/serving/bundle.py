@@ -121,6 +121,8 @@ class Bundle:
     popularity: np.ndarray  # float [items]
     together: sp.csr_matrix  # [items, items] "bought together" weights
     info: dict[str, Any] = field(default_factory=dict)
+    # Mean P(positive) of each item's reviews by the sentiment model; NaN: no reviews (or no model).
+    sentiment: np.ndarray | None = None
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
@@ -136,6 +138,7 @@ class Bundle:
             "together_indptr": self.together.indptr,
             "together_indices": self.together.indices,
             "together_data": self.together.data,
+            **({"sentiment": self.sentiment} if self.sentiment is not None else {}),
             **self.space.state(),
         }
         for m in self.content:
@@ -174,6 +177,7 @@ class Bundle:
             popularity=arrays["popularity"],
             together=together,
             info=info,
+            sentiment=arrays.get("sentiment"),
         )
 
 

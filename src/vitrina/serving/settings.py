@@ -28,6 +28,7 @@ class ServeSettings:
     ads_sync_s: float = 10.0
     redis_url: str = ""
     sentiment_model: Path | None = None
+    sentiment_weight: float = 0.1
     max_body_bytes: int = 1_000_000
     host: str = "127.0.0.1"
     port: int = 8000

@@ -79,6 +79,7 @@ class View:
         self.live_rows = None if self.alive.all() else np.flatnonzero(self.alive)
         self.factor_rows = np.flatnonzero(self.has_factors & self.alive)
         self.pop_z = _standardise(self.popularity, self.live_rows)
+        self.sentiment_z = self._sentiment_z()
         meta = self.meta
         self._titles = [t if isinstance(t, str) and t else i for t, i in zip(meta["title"], self.ids, strict=True)]
         self._cards = [
@@ -184,6 +185,17 @@ class View:
     def title(self, r: int) -> str:
         return self._titles[r]
 
+    def _sentiment_z(self) -> np.ndarray:
+        """Standardised review sentiment per row (0: no reviews, or an item added since the build)."""
+        out = np.zeros(len(self.ids), dtype=np.float32)
+        mood = self.bundle.sentiment
+        if mood is None:
+            return out
+        rows = np.flatnonzero(~np.isnan(mood))
+        if len(rows) > 1:
+            out[rows] = _standardise(mood.astype(np.float32), rows)[rows]
+        return out
+
     def _mask_uncached(self, filters: Filters) -> np.ndarray:
         return filters.mask(self.meta) & self.alive
 
@@ -229,11 +241,12 @@ class View:
             query = (weights[:, None] * self.joint[rows]).sum(0)
             content = _standardise(self.joint @ query.astype(np.float32), self.live_rows)
             parts.append((s.content_weight if parts else 1.0, content))
-        pop = self.pop_z
+        pop = self.pop_z + s.sentiment_weight * self.sentiment_z
         if not parts:
             return pop, "popular"
         total = sum(w for w, _ in parts)
-        return sum(w * p for w, p in parts) / max(total, 1e-12) + 1e-3 * pop, "personal"
+        mood = s.sentiment_weight * self.sentiment_z
+        return sum(w * p for w, p in parts) / max(total, 1e-12) + mood + 1e-3 * self.pop_z, "personal"
 
     def recommend(
         self,
