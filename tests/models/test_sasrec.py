@@ -66,3 +66,12 @@ def test_content_with_masks_and_save_load(snap: Snapshot) -> None:
     np.testing.assert_allclose(back.score(users), model.score(users), rtol=1e-5, atol=1e-5)
     top = model.recommend(str(snap.users.ids[0]), k=5)
     assert len(top) == 5
+
+
+def test_observing_new_events_moves_the_prediction_on(snap: Snapshot) -> None:
+    model = _fit(snap, modalities=[])
+    strict = Evaluator(snap.train, snap.test, ks=(5,)).evaluate(model._score_np, full=False)["recall@5"]
+    model.observe(snap.valid)  # the validation item joins each sequence, no retraining
+    assert len(model.seq_items) == snap.train.nnz + snap.valid.nnz
+    online = Evaluator((snap.train + snap.valid).tocsr(), snap.test, ks=(5,)).evaluate(model._score_np, full=False)
+    assert online["recall@5"] > strict + 0.2, (online, strict)

@@ -87,6 +87,9 @@ class RunResult:
     # Table row name: the model, or the model and its setting in an ablation (every setting shown).
     label: str = ""
     seconds_per_epoch: float = 0.0
+    # Sequential models only: test metrics with the validation interactions appended to each user's
+    # input at test time (no retraining), the usual protocol of next-item evaluation.
+    test_with_valid_history: dict[str, float] = field(default_factory=dict)
 
 
 def run_model(
@@ -126,6 +129,11 @@ def run_model(
     eval_seconds = time.perf_counter() - t0
     if save_dir is not None:
         model.save(save_dir)
+    online: dict[str, float] = {}
+    if hasattr(model, "observe") and snap.valid.nnz and test_items is None:
+        model.observe(snap.valid)  # after saving: the saved model is the one trained and validated
+        seen = (snap.train + snap.valid).tocsr()
+        online = Evaluator(seen, snap.test, ks=ks, batch_users=batch).evaluate(model._score_np)
     history = model.report.history
     return RunResult(
         model=model_name,
@@ -142,6 +150,7 @@ def run_model(
         label=model_name,
         # One-shot models (no epochs) report their whole fit.
         seconds_per_epoch=float(np.mean([h["seconds"] for h in history])) if history else model.report.train_seconds,
+        test_with_valid_history=online,
     )
 
 

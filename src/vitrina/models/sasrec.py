@@ -11,6 +11,7 @@ for the batch. A user is scored by the output at the last position of their whol
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -165,6 +166,20 @@ class SASRec(MultimodalRecommender):
             count += len(pos)
         self.net.eval()
         return total / max(count, 1)
+
+    def observe(self, events: sp.csr_matrix) -> None:
+        """Append each user's events (a users × items matrix, in column order within a user) to the
+        end of their sequence: later scores see them, without retraining."""
+        self._check_fitted()
+        events = events.tocsr()
+        lengths = np.diff(self.seq_indptr) + np.diff(events.indptr)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        items = np.empty(indptr[-1], dtype=np.int64)
+        for u in range(len(lengths)):
+            old = self.seq_items[self.seq_indptr[u] : self.seq_indptr[u + 1]]
+            new = events.indices[events.indptr[u] : events.indptr[u + 1]]
+            items[indptr[u] : indptr[u + 1]] = np.concatenate([old, new])
+        self.seq_items, self.seq_indptr = items, indptr
 
     # --- scoring ---------------------------------------------------------------------------------
     def _item_vectors(self) -> torch.Tensor:
