@@ -224,6 +224,7 @@ def write_json(path: Path, dataset: str, split: str, results: list[RunResult], s
                 "label": r.label,
                 "seconds_per_epoch": r.seconds_per_epoch,
                 "history": r.history,
+                **({"test_with_valid_history": r.test_with_valid_history} if r.test_with_valid_history else {}),
             }
             for r in results
         ],
