@@ -254,3 +254,23 @@ def test_bench_rec_ablation_over_modalities_and_cold_items(env: dict[str, str], 
 def test_bench_rec_unknown_model_is_a_clear_error(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["bench", "rec", "--dataset", "tiktok", "--models", "vbpr,nope"], env=env)
     assert result.exit_code != 0 and "unknown model(s) nope" in result.output
+
+
+def test_sequential_models_also_report_the_with_history_protocol(env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "seq.json"
+    invoke(
+        env,
+        "bench",
+        "rec",
+        "--dataset",
+        "tiktok",
+        "--models",
+        "sasrec",
+        "-p",
+        "sasrec.embedding_dim=8",
+        "--out",
+        str(out),
+    )
+    run = json.loads(out.read_text())["results"][0]
+    assert set(run["test_with_valid_history"]) >= {"recall@20", "ndcg@20"}
+    assert "test_with_valid_history" not in json.loads((tmp_path / "seq.json").read_text())["results"][0]["params"]
