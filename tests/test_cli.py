@@ -273,4 +273,3 @@ def test_sequential_models_also_report_the_with_history_protocol(env: dict[str, 
     )
     run = json.loads(out.read_text())["results"][0]
     assert set(run["test_with_valid_history"]) >= {"recall@20", "ndcg@20"}
-    assert "test_with_valid_history" not in json.loads((tmp_path / "seq.json").read_text())["results"][0]["params"]

@@ -200,7 +200,12 @@ def test_bundle_saves_and_loads_identically(served, tmp_path) -> None:
     for name in ("user_factors", "item_factors", "joint", "popularity"):
         np.testing.assert_array_equal(getattr(again, name), getattr(bundle, name))
     assert (again.together != bundle.together).nnz == 0
-    assert again.space.project(bundle.content, bundle.present).shape == bundle.joint.shape
+    assert {m: p.tolist() for m, p in again.present.items()} == {m: p.tolist() for m, p in bundle.present.items()}
+    vectors = {
+        m: np.ones((len(bundle.items), d), np.float32)
+        for m, d in zip(again.space.modalities, again.space.dims, strict=True)
+    }
+    assert again.space.project(vectors, again.present).shape == bundle.joint.shape
 
 
 def test_sponsored_slots_clicks_and_budgets(client: TestClient) -> None:

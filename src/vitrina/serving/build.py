@@ -125,7 +125,6 @@ def build_bundle(
         user_factors=user_factors,
         item_factors=item_factors,
         has_factors=has,
-        content=content,
         present=present,
         space=space,
         joint=space.project(content, present),

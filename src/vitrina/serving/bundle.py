@@ -1,7 +1,7 @@
 """What one serving version is made of, written by the training job and read by every worker.
 
 A version is a folder `<serve dir>/versions/<version>/` holding the model's user and item vectors
-(with their id maps), each modality's item vectors, a joint low-dimensional content vector per item
+(with their id maps), which items have each modality, a joint low-dimensional content vector per item
 (the space a user's recent items are averaged in, and new items are placed in without retraining),
 item popularity, "bought together" pairs, and the search indexes. `publish` writes the folder
 completely, then points `<serve dir>/CURRENT` at it with one atomic rename: a worker that reads the
@@ -114,8 +114,7 @@ class Bundle:
     user_factors: np.ndarray  # [users, d]; empty (d = 0) without a collaborative model
     item_factors: np.ndarray  # [items, d]; zero rows for items the model never saw
     has_factors: np.ndarray  # bool [items]
-    content: dict[str, np.ndarray]  # modality -> L2-normalised [items, d_m]
-    present: dict[str, np.ndarray]  # modality -> bool [items]
+    present: dict[str, np.ndarray]  # modality -> bool [items] (the per-modality vectors stay in the build)
     space: ContentSpace
     joint: np.ndarray  # [items, j] L2-normalised
     popularity: np.ndarray  # float [items]
@@ -141,11 +140,10 @@ class Bundle:
             **({"sentiment": self.sentiment} if self.sentiment is not None else {}),
             **self.space.state(),
         }
-        for m in self.content:
-            arrays[f"content_{m}"] = self.content[m]
+        for m in self.present:
             arrays[f"present_{m}"] = self.present[m]
         np.savez(folder / "bundle.npz", **arrays)
-        info = {**self.info, "version": self.version, "modalities": sorted(self.content)}
+        info = {**self.info, "version": self.version, "modalities": sorted(self.present)}
         (folder / "bundle.json").write_text(json.dumps(info, indent=2, default=float))
         return folder
 
@@ -170,7 +168,6 @@ class Bundle:
             user_factors=arrays["user_factors"],
             item_factors=arrays["item_factors"],
             has_factors=arrays["has_factors"],
-            content={m: arrays[f"content_{m}"] for m in modalities},
             present={m: arrays[f"present_{m}"] for m in modalities},
             space=ContentSpace.from_state(arrays),
             joint=arrays["joint"],

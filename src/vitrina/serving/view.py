@@ -131,8 +131,7 @@ class View:
         if replaced:
             joint, meta = joint.copy(), meta.copy()
             for r, v in replaced.items():
-                if r < len(joint):
-                    joint[r] = v
+                joint[r] = v
         n_new = len(added_vectors)
         if n_new:
             joint = np.vstack([joint, np.stack(added_vectors)]).astype(np.float32)
@@ -143,8 +142,7 @@ class View:
             new.has_factors = np.concatenate([self.has_factors, np.zeros(n_new, bool)])
             new.popularity = np.concatenate([self.popularity, np.zeros(n_new)])
         for r in replaced:
-            if r < len(meta) and new.ids[r] in by_id.index:
-                meta.loc[r] = by_id.loc[new.ids[r]][meta.columns]
+            meta.loc[r] = by_id.loc[new.ids[r]][meta.columns]
         new.joint, new.meta = joint, meta.reset_index(drop=True)
         new.seq = max([self.seq, *(c.seq for c in changes)])
         new._derive()
@@ -217,11 +215,16 @@ class View:
             types.append(kind)
         return np.array(rows, dtype=np.int64), np.array(weights, dtype=np.float32), types
 
-    def scores(self, user_id: str | None, history: Sequence[tuple[str, str, float]]) -> tuple[np.ndarray, str]:
+    def scores(
+        self,
+        user_id: str | None,
+        history: Sequence[tuple[str, str, float]],
+        profile: tuple[np.ndarray, np.ndarray, list[str]] | None = None,
+    ) -> tuple[np.ndarray, str]:
         """A score per item row and what it rests on: "personal" (trained vector and/or recent
         items) or "popular" (nothing known about the shopper)."""
         s = self.settings
-        rows, weights, _ = self._profile(history)
+        rows, weights, _ = profile if profile is not None else self._profile(history)
         parts: list[tuple[float, np.ndarray]] = []
         b = self.bundle
         if self.item_factors.shape[1]:
@@ -256,7 +259,8 @@ class View:
         filters: Filters | None = None,
         exclude_seen: bool = True,
     ) -> list[Recommendation]:
-        scores, basis = self.scores(user_id, history)
+        profile = self._profile(history)
+        scores, basis = self.scores(user_id, history, profile)
         allowed = self.allowed(filters).copy()
         if exclude_seen:
             seen = [self.row[i] for i, _, _ in history if i in self.row]
@@ -267,17 +271,17 @@ class View:
         k = min(k, len(candidates))
         top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return self._explain(top, scores[top], history, basis, user_id)
+        return self._explain(top, scores[top], profile, basis, user_id)
 
     def _explain(
         self,
         top: np.ndarray,
         scores: np.ndarray,
-        history: Sequence[tuple[str, str, float]],
+        profile: tuple[np.ndarray, np.ndarray, list[str]],
         basis: str,
         user_id: str | None,
     ) -> list[Recommendation]:
-        rows, _, types = self._profile(history)
+        rows, _, types = profile
         out = []
         together = self.bundle.together
         stores = {by: (index, index.vectors) for by in ("image", "text") if (index := self._index(by)) is not None}
