@@ -547,21 +547,14 @@ def search_build(
 
 
 def _open_engine(cfg: Config, index: Path | None):
-    from vitrina.features.audio import AudioSettings
-    from vitrina.features.image_encoders import EfficientNetLite0
-    from vitrina.features.text_encoders import text_encoder_from_config
-    from vitrina.search.engine import Models, SearchEngine
+    from vitrina.search.engine import SearchEngine
+    from vitrina.serving.app import index_models
 
     storage, settings, folder = _search_parts(cfg, index)
     if not (folder / "search.json").exists():
         _fail(f"no search index in {folder}: run `vitrina search build` first")
     info = json.loads((folder / "search.json").read_text())
-    models = Models(
-        text_encoder=text_encoder_from_config(cfg, info["text_encoder"]["name"]) if info.get("text_encoder") else None,
-        image_encoder=EfficientNetLite0.from_config(cfg) if info.get("image_encoder") else None,
-        recognizer=AudioSettings.from_config(cfg).recognizer(),  # the Whisper model loads on first use
-    )
-    return storage, SearchEngine.load(folder, storage, models, settings)
+    return storage, SearchEngine.load(folder, storage, index_models(cfg, info), settings)
 
 
 @search_app.command("query")

@@ -575,10 +575,10 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     return app
 
 
-def serving_models(cfg: Config, image_encoder: str | None) -> Models:
-    """The configured text encoder, the named image encoder (None: no photo indexes) and the
-    speech recogniser (its model loads on first use). Queries are refused, not masked, when a
-    photo cannot be decoded."""
+def serving_models(cfg: Config, image_encoder: str | None, text_encoder: str | None = None) -> Models:
+    """The text encoder (`text_encoder` by name, else the configured one), the named image encoder
+    (None: no photo indexes) and the speech recogniser (its model loads on first use). Queries are
+    refused, not masked, when a photo cannot be decoded."""
     from vitrina.features.audio import AudioSettings
     from vitrina.features.featurize import make_encoder
     from vitrina.features.image_encoders import EfficientNetLite0
@@ -590,7 +590,7 @@ def serving_models(cfg: Config, image_encoder: str | None) -> Models:
     elif image_encoder:
         image = make_encoder(image_encoder, {})
     return Models(
-        text_encoder=text_encoder_from_config(cfg),
+        text_encoder=text_encoder_from_config(cfg, text_encoder) if text_encoder else text_encoder_from_config(cfg),
         image_encoder=image,
         recognizer=AudioSettings.from_config(cfg).recognizer(),
     )
@@ -601,10 +601,11 @@ def default_models(cfg: Config, settings: ServeSettings) -> Models:
     from vitrina.serving.bundle import current_version, version_folder
 
     version = current_version(settings.dir)
-    info: dict[str, Any] = {}
-    if version is not None:
-        path = version_folder(settings.dir, version) / "search" / "search.json"
-        if path.exists():
-            info = json.loads(path.read_text())
-    image = info.get("image_encoder")
-    return serving_models(cfg, image["name"] if image else None)
+    path = version_folder(settings.dir, version) / "search" / "search.json" if version is not None else None
+    return index_models(cfg, json.loads(path.read_text()) if path is not None and path.exists() else {})
+
+
+def index_models(cfg: Config, info: dict[str, Any]) -> Models:
+    """`serving_models` with the encoders a saved search index (its search.json) was built with."""
+    text, image = info.get("text_encoder"), info.get("image_encoder")
+    return serving_models(cfg, image["name"] if image else None, text["name"] if text else None)
