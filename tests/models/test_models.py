@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from model_checks import assert_reloads_identically
 from synthetic import clustered_dataset
@@ -93,3 +94,25 @@ def test_unknown_model_name_lists_known_ones() -> None:
 def test_scoring_before_fit_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="call fit"):
         create("bpr").score([0])
+
+
+def test_lightgcn_observes_new_events_without_retraining(snap: Snapshot, fitted: dict, tmp_path) -> None:
+    """The validation events join the propagation graph: scores move, what was seen is excluded,
+    a saved model keeps the grown graph, and the trained layer-0 embeddings are untouched."""
+    model = fitted["lightgcn"]
+    before = model.score(np.arange(snap.n_users))
+    emb = model.user_emb.detach().clone()
+    grown = Recommender.load(model.save(tmp_path / "copy"))  # the fixture's model stays as trained
+    grown.observe(snap.valid)
+    assert grown.seen.nnz == (snap.train + snap.valid).nnz
+    assert torch.equal(grown.user_emb.detach(), emb)
+    after = grown.score(np.arange(snap.n_users))
+    moved = np.abs(after - before).max(axis=1) > 1e-4
+    has_valid = np.diff(snap.valid.indptr) > 0
+    assert moved[has_valid].all()
+    u = int(np.flatnonzero(has_valid)[0])
+    new_items = set(snap.items.to_ids(snap.valid[u].indices).tolist())
+    assert not new_items & {i for i, _ in grown.recommend(str(snap.users.ids[u]), k=snap.n_items - 1)}
+    assert_reloads_identically(grown, tmp_path / "grown", n_users=20)
+    with pytest.raises(ValueError, match="events are"):
+        grown.observe(snap.valid[:5])

@@ -223,3 +223,12 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         if self.users is None:
             raise RuntimeError(f"{self.name}: call fit() or load() first")
+
+    def _add_seen(self, events: sp.csr_matrix) -> None:
+        """Fold new (user, item) events (a users × items matrix) into what each user has seen, so
+        `recommend` excludes them and a saved model keeps them (models with `observe` call this)."""
+        self._check_fitted()
+        assert self.seen is not None
+        if events.shape != self.seen.shape:
+            raise ValueError(f"{self.name}: events are {events.shape}, the model knows {self.seen.shape}")
+        self.seen = ((self.seen + events) > 0).astype(np.float32).tocsr()

@@ -78,6 +78,15 @@ class LightGCN(BPR):
         final = total / (self.n_layers + 1)
         return final[:n_users], final[n_users:]
 
+    def observe(self, events: sp.csr_matrix) -> None:
+        """Add new (user, item) events to the graph the embeddings propagate over: later scores see
+        them without retraining (the trained layer-0 embeddings stay), as SASRec appends them to a
+        sequence. FREEDOM inherits this for its user–item graph."""
+        self._add_seen(events)
+        assert self.seen is not None
+        self.adj = normalized_adjacency(self.seen)
+        self._cache = None
+
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         super()._load_state(state)
         if not hasattr(self, "adj"):

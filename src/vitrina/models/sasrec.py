@@ -170,7 +170,7 @@ class SASRec(MultimodalRecommender):
     def observe(self, events: sp.csr_matrix) -> None:
         """Append each user's events (a users × items matrix, in column order within a user) to the
         end of their sequence: later scores see them, without retraining."""
-        self._check_fitted()
+        self._add_seen(events)
         events = events.tocsr()
         lengths = np.diff(self.seq_indptr) + np.diff(events.indptr)
         indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
