@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from vitrina.data.dataset import RawDataset
 from vitrina.data.snapshot import Snapshot
@@ -75,3 +76,57 @@ def test_observing_new_events_moves_the_prediction_on(snap: Snapshot) -> None:
     assert len(model.seq_items) == snap.train.nnz + snap.valid.nnz
     online = Evaluator((snap.train + snap.valid).tocsr(), snap.test, ks=(5,)).evaluate(model._score_np, full=False)
     assert online["recall@5"] > strict + 0.2, (online, strict)
+
+
+def _typed_walks(n_users: int = 300, seed: int = 1) -> RawDataset:
+    """Ring walks whose event types follow a chain: a view is followed by a cart 30% of the time, a
+    cart by a purchase 80% of the time; so whether a shopper buys next depends on what they just did."""
+    raw = _walks(n_users, seed)
+    rng = np.random.default_rng(seed)
+    nxt = {
+        "view": (("view", "cart"), (0.7, 0.3)),
+        "cart": (("purchase", "view"), (0.8, 0.2)),
+        "purchase": (("view",), (1.0,)),
+    }
+    types, last = [], {}
+    for user in raw.interactions["user_id"]:
+        options, p = nxt[last.get(user, "view")]
+        last[user] = str(rng.choice(options, p=p))
+        types.append(last[user])
+    raw.interactions["type"] = types
+    return raw
+
+
+def test_purchase_propensity_reads_the_last_event_types(tmp_path) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from vitrina.data.schema import INTERACTION_TYPES
+    from vitrina.data.splits import TRAIN, VALID
+
+    snap = Snapshot.build(_typed_walks(), split="leave-last-out", seed=0)
+    model = _fit(snap, epochs=15, modalities=[])
+    assert model.typed
+    log = snap.log
+    at_valid = log["fold"] == VALID
+    users, bought = log["user"][at_valid], log["type"][at_valid] == INTERACTION_TYPES.index("purchase")
+    p = model.purchase_propensity(users)
+    assert ((p > 0) & (p < 1)).all()
+    # Baseline: each shopper's own purchase rate so far.
+    train = log["fold"] == TRAIN
+    rate = np.bincount(
+        log["user"][train], weights=log["type"][train] == INTERACTION_TYPES.index("purchase"), minlength=snap.n_users
+    )
+    rate = rate / np.maximum(np.bincount(log["user"][train], minlength=snap.n_users), 1)
+    ours, base = roc_auc_score(bought, p), roc_auc_score(bought, rate[users])
+    assert ours > 0.85 and ours > base + 0.2, (ours, base)
+    back = Recommender.load(model.save(tmp_path / "typed"))
+    np.testing.assert_allclose(back.purchase_propensity(users), p, rtol=1e-5, atol=1e-6)
+    # A new cart moves the propensity up; events without a type keep the model working.
+    u = np.array([0])
+    cart = sp.csr_matrix(([1.0], ([0], [5])), shape=snap.train.shape)
+    back.observe(cart, types=np.array([INTERACTION_TYPES.index("cart")]))
+    assert back.purchase_propensity(u)[0] > 0.5
+    back.observe(cart)
+    assert np.isfinite(back.score(u)).all()
+    with pytest.raises(ValueError, match="without typed events"):
+        _fit(snap, epochs=1, modalities=[], propensity_weight=0.0).purchase_propensity(u)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from vitrina.data import splits
 from vitrina.data.dataset import RawDataset
 from vitrina.data.idmap import IdMap
+from vitrina.data.schema import INTERACTION_TYPES
 
 FORMAT_VERSION = 1
 
@@ -51,7 +52,7 @@ class Snapshot:
     item_features: dict[str, np.ndarray] = field(default_factory=dict)
     # True where an item has that modality; models mask missing rows instead of reading zeros.
     feature_masks: dict[str, np.ndarray] = field(default_factory=dict)
-    # Every interaction row as (user, item, fold, order) in time/import order, for sequence models.
+    # Every interaction row as (user, item, fold, order[, type]) in time/import order, for sequence models.
     log: dict[str, np.ndarray] = field(default_factory=dict)
     cold_items: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +130,9 @@ class Snapshot:
             masks[mod] = ~np.isnan(full).all(axis=1)
             features[mod] = np.nan_to_num(full, nan=0.0)
         log = {"user": u, "item": i, "fold": folds, "order": order}
+        if "type" in inter:
+            # Event types as codes into INTERACTION_TYPES (-1: none given), for typed sequence models.
+            log["type"] = pd.Categorical(inter["type"], categories=INTERACTION_TYPES).codes.astype(np.int8)
         meta = {"source_meta": {k: v for k, v in raw.meta.items() if isinstance(v, str | int | float | bool)}}
         return cls(raw.name, users, items, *mats, split, seed, features, masks, log, cold, meta)
 
