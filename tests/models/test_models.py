@@ -116,3 +116,11 @@ def test_lightgcn_observes_new_events_without_retraining(snap: Snapshot, fitted:
     assert_reloads_identically(grown, tmp_path / "grown", n_users=20)
     with pytest.raises(ValueError, match="events are"):
         grown.observe(snap.valid[:5])
+
+
+def test_itemknn_observes_new_events(snap: Snapshot, fitted: dict, tmp_path) -> None:
+    model = Recommender.load(fitted["itemknn"].save(tmp_path / "copy"))
+    model.observe(snap.valid)
+    u = int(np.flatnonzero(np.diff(snap.valid.indptr))[0])
+    expected = (snap.train[u] + snap.valid[u]) @ model.sim
+    np.testing.assert_allclose(model.score(np.array([u]))[0], expected.toarray()[0], rtol=1e-5)

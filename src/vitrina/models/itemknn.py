@@ -48,6 +48,11 @@ class ItemKNN(Recommender):
         assert self.seen is not None
         return torch.from_numpy((self.seen[users] @ self.sim).toarray())
 
+    def observe(self, events: sp.csr_matrix) -> None:
+        """New (user, item) events join the users' histories: later scores sum their neighbours too
+        (the similarities stay as trained)."""
+        self._add_seen(events)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {"data": self.sim.data, "indices": self.sim.indices, "indptr": self.sim.indptr}
 
