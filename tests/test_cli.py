@@ -58,6 +58,11 @@ def invoke(env: dict[str, str], *args: str):
         ["bench"],
         ["bench", "rec"],
         ["demo"],
+        ["keys"],
+        ["keys", "create"],
+        ["keys", "list"],
+        ["keys", "revoke"],
+        ["audit"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -273,3 +278,16 @@ def test_sequential_models_also_report_the_with_history_protocol(env: dict[str, 
     )
     run = json.loads(out.read_text())["results"][0]
     assert set(run["test_with_valid_history"]) >= {"recall@20", "ndcg@20"}
+
+
+def test_keys_create_list_revoke_and_audit(env: dict[str, str]) -> None:
+    made = json.loads(invoke(env, "keys", "create", "--role", "analyst", "--name", "alice").stdout.splitlines()[0])
+    assert made["key"].startswith(f"vk_{made['key_id']}_")
+    listed = [json.loads(line) for line in invoke(env, "keys", "list").stdout.splitlines()]
+    assert [k["key_id"] for k in listed] == [made["key_id"]] and "key" not in listed[0]
+    invoke(env, "keys", "revoke", made["key_id"])
+    assert invoke(env, "keys", "list", "--no-revoked").stdout.strip() == ""
+    bad = runner.invoke(app, ["keys", "create", "--role", "root", "--name", "x"], env=env)
+    assert bad.exit_code == 2 and "unknown role" in bad.output
+    trail = [json.loads(line) for line in invoke(env, "audit", "--action", "keys").stdout.splitlines()]
+    assert [t["target"].split()[1] for t in trail] == ["revoke", "create"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +27,8 @@ app.add_typer(datasets_app, name="datasets")
 app.add_typer(search_app, name="search")
 app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
+keys_app = typer.Typer(help="API keys: create (the secret is shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 ParamOpt = Annotated[
     list[str] | None,
@@ -856,6 +859,84 @@ def demo(
         _fail(str(exc))
     if serve:
         _serve(ctx, cfg, overrides, workers, None, port, access_log=False)
+
+
+def _key_store(ctx: typer.Context) -> tuple[Any, Any]:
+    from vitrina.data.storage import Storage
+    from vitrina.privacy.audit import AuditLog
+    from vitrina.privacy.keys import KeyStore
+
+    storage = Storage(_config(ctx).storage_url)
+    storage.create_schema()
+    return KeyStore(storage), AuditLog(storage)
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    role: Annotated[str, typer.Option(help="admin, analyst, service or shop-front")],
+    name: Annotated[str, typer.Option(help="who or what uses the key")],
+    rate: Annotated[int | None, typer.Option(help="requests a minute per worker (default serve.rate_per_min)")] = None,
+) -> None:
+    """Create a key and print it once: only its argon2 hash is stored."""
+    from vitrina.privacy.audit import AuditEntry
+    from vitrina.privacy.keys import ApiKeyError
+
+    store, audit = _key_store(ctx)
+    try:
+        key, secret = store.create(name, role, rate)
+    except ApiKeyError as exc:
+        _fail(str(exc))
+    audit.record(AuditEntry("keys", f"keys create {key.key_id} role={role} name={key.name}", status=201))
+    typer.echo(json.dumps({"key_id": key.key_id, "role": key.role, "name": key.name, "key": secret}))
+    typer.secho("store the key now: it cannot be shown again", fg=typer.colors.YELLOW, err=True)
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, revoked: Annotated[bool, typer.Option(help="also revoked keys")] = True) -> None:
+    """Every key: id, name, role, rate, created and revoked times (never the secret)."""
+    store, _ = _key_store(ctx)
+    for key in store.list(include_revoked=revoked):
+        typer.echo(json.dumps(dataclasses.asdict(key)))
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="the key's id (vk_<id>_...)")]) -> None:
+    """Revoke a key: every worker refuses it within serve.key_cache_s seconds."""
+    from vitrina.privacy.audit import AuditEntry
+    from vitrina.privacy.keys import ApiKeyError
+
+    store, audit = _key_store(ctx)
+    try:
+        key = store.revoke(key_id)
+    except ApiKeyError as exc:
+        _fail(str(exc))
+    audit.record(AuditEntry("keys", f"keys revoke {key.key_id}", status=200))
+    typer.echo(json.dumps(dataclasses.asdict(key)))
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    since: Annotated[str | None, typer.Option(help="ISO date or time (UTC), e.g. 2026-11-01")] = None,
+    key_id: Annotated[str | None, typer.Option(help="only this key's entries")] = None,
+    subject: Annotated[str | None, typer.Option(help="only entries about this shopper")] = None,
+    action: Annotated[str | None, typer.Option(help="admin, personal-read or keys")] = None,
+    limit: Annotated[int, typer.Option(help="newest entries to show")] = 100,
+) -> None:
+    """The audit log, newest first: admin actions, reads of personal data, key management."""
+    from datetime import UTC, datetime
+
+    _, log = _key_store(ctx)
+    start = None
+    if since is not None:
+        try:
+            when = datetime.fromisoformat(since)
+            start = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            _fail(f"--since: {since!r} is not an ISO date or time")
+    for row in log.query(start, key_id, subject, action, limit).to_dict("records"):
+        typer.echo(json.dumps(row, default=str))
 
 
 def main() -> None:

@@ -172,6 +172,54 @@ item_changes_table = sa.Table(
     sa.Column("ts", sa.Float, nullable=False),
 )
 
+# API keys (vitrina.privacy.keys): only an argon2 hash of each secret is kept, with the key's role.
+api_keys_table = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),  # public part of the key, shown in lists and logs
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("hash", sa.String(256), nullable=False),
+    sa.Column("rate_per_min", sa.Integer),  # None: [serve] rate_per_min
+    sa.Column("created_ts", sa.Float, nullable=False),
+    sa.Column("revoked_ts", sa.Float),
+)
+
+# Audit log (vitrina.privacy.audit): every admin action and every read of personal data. Append-only:
+# the database refuses UPDATE and DELETE on it (triggers created with the schema).
+audit_log_table = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Column("key_id", sa.String(16)),  # None: the service runs without keys, or a CLI action
+    sa.Column("role", sa.String(16)),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(512), nullable=False),  # e.g. "GET /users/u1" or "keys revoke k1"
+    sa.Column("subject", sa.String(128)),  # the user whose data was read or changed, when one is
+    sa.Column("status", sa.Integer),
+    sa.Index("ix_audit_log_ts", "ts"),
+    sa.Index("ix_audit_log_subject", "subject"),
+)
+_APPEND_ONLY = {
+    "sqlite": [
+        f"CREATE TRIGGER audit_log_no_{op.lower()} BEFORE {op} ON audit_log "
+        "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END"
+        for op in ("UPDATE", "DELETE")
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION vitrina_audit_append_only() RETURNS trigger AS $$ "
+        "BEGIN RAISE EXCEPTION 'audit_log is append-only'; END; $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
+        "FOR EACH ROW EXECUTE FUNCTION vitrina_audit_append_only()",
+        "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+        "FOR EACH STATEMENT EXECUTE FUNCTION vitrina_audit_append_only()",
+    ],
+}
+for _dialect, _statements in _APPEND_ONLY.items():
+    for _statement in _statements:
+        sa.event.listen(audit_log_table, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect))
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, UploadFile
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,13 +35,17 @@ from vitrina.data.errors import DataError
 from vitrina.data.importer import read_records, validate
 from vitrina.data.schema import INTERACTION_TYPES
 from vitrina.data.storage import KINDS, Storage
+from vitrina.privacy.audit import AuditLog
+from vitrina.privacy.keys import KeyStore
 from vitrina.search.engine import Models, SearchError, SearchSettings
 from vitrina.search.filters import FilterError, Filters
+from vitrina.serving.access import AccessControl
 from vitrina.serving.ads import ServingAds
 from vitrina.serving.catalog import CatalogWriter
 from vitrina.serving.live import Event, UnknownItem
 from vitrina.serving.metrics import Metrics
 from vitrina.serving.recent import RecentCache
+from vitrina.serving.replies import send_json_error
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import NotReady, ServingState
 from vitrina.serving.view import SIMILAR_BY, View
@@ -116,10 +121,10 @@ class _BodyLimit:
         has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
         json_route = path.startswith(("/events", "/items", "/users", "/reviews", "/campaigns", "/ads", *UPLOAD_PATHS))
         if has_body and json_route and ctype != wanted:
-            await _plain(send, 415, f"{path} takes {wanted}, not {ctype or 'no content type'}")
+            await send_json_error(send, 415, f"{path} takes {wanted}, not {ctype or 'no content type'}")
             return
         if length is not None and length.isdigit() and int(length) > limit:
-            await _plain(send, 413, f"request body of {int(length)} bytes is over the limit of {limit}")
+            await send_json_error(send, 413, f"request body of {int(length)} bytes is over the limit of {limit}")
             return
         seen = 0
 
@@ -134,7 +139,7 @@ class _BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge as exc:
-            await _plain(send, 413, str(exc))
+            await send_json_error(send, 413, str(exc))
 
 
 class _Observe:
@@ -177,12 +182,6 @@ class _TooLarge(Exception):
         super().__init__(f"request body is over the limit of {limit} bytes")
 
 
-async def _plain(send: Any, status: int, detail: str) -> None:
-    body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
-
-
 def create_app(cfg: Config, models: Models | None = None, storage: Storage | None = None) -> FastAPI:
     """One worker's API. `models` (text/image encoders, speech recogniser) default to those the
     published search index was built with, loaded on first use."""
@@ -198,6 +197,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     feed_slots = [int(x) for x in cfg.get("ads.feed_slots", [2, 8])]
     search_slots = [int(x) for x in cfg.get("ads.search_slots", [0, 5])]
     metrics = Metrics()
+    keys = KeyStore(storage, settings.key_cache_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -213,6 +213,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     app.state.vitrina = state
     app.state.ads = ads
     app.state.metrics = metrics
+    app.state.keys = keys
     app.state.settings = settings
 
     @app.exception_handler(NotReady)
@@ -569,8 +570,24 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             raise HTTPException(404, f"item {item_id!r} has no photo")
         return FileResponse(path, headers={"cache-control": "public, max-age=86400"})
 
-    mount_web(app, state, storage, metrics, cfg.output_dir, ads, {"feed": feed_slots, "search": search_slots})
+    audit = AuditLog(storage)
+    slots = {"feed": feed_slots, "search": search_slots}
+    mount_web(app, state, storage, metrics, cfg.output_dir, ads, slots, keys, audit)
     app.add_middleware(_BodyLimit, json_limit=settings.max_body_bytes, upload_limit=search_settings.max_upload_bytes)
+    app.add_middleware(
+        AccessControl,
+        keys=keys,
+        audit=audit,
+        required=settings.require_keys,
+        rate_per_min=settings.rate_per_min,
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["x-api-key", "authorization", "content-type", "idempotency-key", "x-request-id"],
+        )
     app.add_middleware(_Observe, metrics=metrics)  # outermost: refused requests are counted too
     return app
 

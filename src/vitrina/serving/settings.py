@@ -30,6 +30,11 @@ class ServeSettings:
     sentiment_model: Path | None = None
     sentiment_weight: float = 0.1
     max_body_bytes: int = 1_000_000
+    require_keys: bool = False
+    rate_per_min: int = 6000
+    key_cache_s: float = 5.0
+    shop_front_key: str = ""
+    cors_origins: tuple[str, ...] = ()
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 2
@@ -39,6 +44,8 @@ class ServeSettings:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"serve.{name} must be within [0, 1], got {value}")
+        if self.rate_per_min < 1:
+            raise ValueError(f"serve.rate_per_min must be at least 1, got {self.rate_per_min}")
         if self.recent_events < 1 or self.workers < 1 or self.joint_dim < 1:
             raise ValueError("serve.recent_events, serve.workers and serve.joint_dim must be at least 1")
 
@@ -48,6 +55,7 @@ class ServeSettings:
         section["dir"] = Path(section.get("dir") or cfg.cache_dir / "serve")
         section["media_root"] = Path(section["media_root"]) if section.get("media_root") else None
         section["sentiment_model"] = Path(section["sentiment_model"]) if section.get("sentiment_model") else None
+        section["cors_origins"] = tuple(str(o) for o in section.get("cors_origins", ()))
         if "modality_weights" in section:
             section["modality_weights"] = {str(k): float(v) for k, v in section["modality_weights"].items()}
         return cls(**section)

@@ -12,17 +12,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from vitrina.ads.matching import AdRequest
 from vitrina.ads.server import blend
 from vitrina.analytics.sentiment import SentimentModel
 from vitrina.data.storage import Storage
+from vitrina.privacy.audit import AuditLog
+from vitrina.privacy.keys import KeyStore
 from vitrina.search.engine import SearchError
 from vitrina.search.filters import FilterError
+from vitrina.serving.access import COOKIE as KEY_COOKIE
 from vitrina.serving.ads import ServingAds
 from vitrina.serving.bundle import version_folder
 from vitrina.serving.metrics import Metrics
@@ -113,6 +117,8 @@ def mount_web(
     results_dir: Path,
     ads: ServingAds,
     slots: dict[str, list[int]],
+    keys: KeyStore,
+    audit: AuditLog,
 ) -> None:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     sentiment_model = SentimentModel.load(state.settings.sentiment_model) if state.settings.sentiment_model else None
@@ -122,7 +128,7 @@ def mount_web(
     def user_of(request: Request) -> str | None:
         return request.cookies.get(COOKIE) or None
 
-    def page(request: Request, name: str, **context: Any) -> HTMLResponse:
+    def page(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         view = state.current()
         users = view.bundle.users.ids[:40].tolist()
         context = {
@@ -130,9 +136,10 @@ def mount_web(
             "users": users,
             "note": DEMO_NOTE,
             "version": view.bundle.version,
+            "shop_key": state.settings.shop_front_key,
             **context,
         }
-        return templates.TemplateResponse(request, name, context)
+        return templates.TemplateResponse(request, name, context, status_code=status_code)
 
     def sponsored_card(view: View, ad: Any) -> dict[str, Any]:
         return {**view.card(ad.item_id), "sponsored": True, "impression_id": ad.impression_id}
@@ -279,7 +286,25 @@ def mount_web(
             extra=extra,
             search_summary=_search_summary(results_dir),
             segments=view.segments.get("segments", []),
+            audit=_audit_rows(audit),
         )
+
+    @app.get("/admin/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_form(request: Request) -> HTMLResponse:
+        return page(request, "login.html")
+
+    @app.post("/admin/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(request: Request, key: Annotated[str, Form(max_length=200)]) -> Response:
+        """Check the key once and keep it in an HttpOnly, same-site cookie that only /admin reads."""
+        found = await run_in_threadpool(keys.authenticate, key.strip())
+        if found is None or "dashboard:read" not in found.scopes:
+            error = (
+                "That key is unknown or revoked." if found is None else f"A {found.role} key cannot open the dashboard."
+            )
+            return page(request, "login.html", error=error, status_code=401 if found is None else 403)
+        response = RedirectResponse("/admin", status_code=303)
+        response.set_cookie(KEY_COOKIE, key.strip(), httponly=True, samesite="strict", path="/admin", max_age=8 * 3600)
+        return response
 
     @app.get("/admin/plot/{name}.png", include_in_schema=False)
     async def admin_plot(name: str) -> Response:
@@ -330,4 +355,11 @@ def _search_summary(results_dir: Path) -> list[dict[str, Any]]:
         for key in ("auc", "logloss", "ece"):
             if isinstance(payload.get(key), int | float):
                 rows.append({"what": "ads pCTR", "metric": key, "value": payload[key]})
+    return rows
+
+
+def _audit_rows(audit: AuditLog, limit: int = 20) -> list[dict[str, Any]]:
+    rows = audit.query(limit=limit).to_dict("records")
+    for row in rows:
+        row["when"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["ts"]))
     return rows

@@ -2,6 +2,9 @@
 // reloaded after each event so the shopper sees it react. No external scripts.
 (function () {
   const user = document.body.dataset.user || "";
+  // The shop-front key ([serve] shop_front_key) when the service asks for keys: it may only report events.
+  const headers = {"content-type": "application/json"};
+  if (document.body.dataset.key) headers["x-api-key"] = document.body.dataset.key;
   function toast(text) {
     const t = document.getElementById("toast");
     if (!t) return;
@@ -11,7 +14,7 @@
   async function send(item, type) {
     if (!user) return false;
     const r = await fetch("/events", {
-      method: "POST", headers: {"content-type": "application/json"},
+      method: "POST", headers: headers,
       body: JSON.stringify({user_id: user, item_id: item, type: type}), keepalive: true,
     });
     return r.ok;
@@ -28,7 +31,7 @@
       // A sponsored result: the advertiser pays for the click (once per impression).
       e.preventDefault();
       await fetch("/ads/click", {
-        method: "POST", headers: {"content-type": "application/json"},
+        method: "POST", headers: headers,
         body: JSON.stringify({impression_id: card.dataset.impression}), keepalive: true,
       });
       if (user) await send(card.dataset.item, "click");
