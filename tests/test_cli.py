@@ -63,6 +63,8 @@ def invoke(env: dict[str, str], *args: str):
         ["keys", "list"],
         ["keys", "revoke"],
         ["audit"],
+        ["privacy", "release"],
+        ["privacy", "budget"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -291,3 +293,15 @@ def test_keys_create_list_revoke_and_audit(env: dict[str, str]) -> None:
     assert bad.exit_code == 2 and "unknown role" in bad.output
     trail = [json.loads(line) for line in invoke(env, "audit", "--action", "keys").stdout.splitlines()]
     assert [t["target"].split()[1] for t in trail] == ["revoke", "create"]
+
+
+def test_privacy_release_charges_the_budget_until_it_refuses(env: dict[str, str]) -> None:
+    invoke(env, "ingest", "tiktok")
+    budget = ["--set", "privacy.epsilon_budget=1.5"]
+    first = invoke(env, *budget, "privacy", "release", "--epsilon", "1", "--top", "3", "--seed", "0")
+    rows = [line.split("\t") for line in first.stdout.splitlines() if "\t" in line]
+    assert len(rows) == 3 and all(float(count) > 0 for _, count in rows)
+    refused = runner.invoke(app, [*budget, "privacy", "release", "--epsilon", "1"], env=env)
+    assert refused.exit_code == 2 and "spent ε=1 of 1.5" in refused.output
+    spent = json.loads(invoke(env, *budget, "privacy", "budget").stdout)
+    assert spent["epsilon"] == 1.0 and spent["epsilon_budget"] == 1.5

@@ -29,6 +29,8 @@ app.add_typer(serve_app, name="serve")
 app.add_typer(bench_app, name="bench")
 keys_app = typer.Typer(help="API keys: create (the secret is shown once), list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+privacy_app = typer.Typer(help="Differentially private releases and the privacy budget.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 ParamOpt = Annotated[
     list[str] | None,
@@ -937,6 +939,71 @@ def audit(
             _fail(f"--since: {since!r} is not an ISO date or time")
     for row in log.query(start, key_id, subject, action, limit).to_dict("records"):
         typer.echo(json.dumps(row, default=str))
+
+
+def _accountant(ctx: typer.Context) -> Any:
+    from vitrina.data.storage import Storage
+    from vitrina.privacy.dp import PrivacyAccountant
+
+    cfg = _config(ctx)
+    storage = Storage(cfg.storage_url)
+    storage.create_schema()
+    return PrivacyAccountant(storage, float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget")))
+
+
+@privacy_app.command("release")
+def privacy_release(
+    ctx: typer.Context,
+    epsilon: Annotated[float, typer.Option(help="privacy cost of this release")],
+    by: Annotated[str, typer.Option(help="item or category (top level of the category path)")] = "item",
+    mechanism: Annotated[str, typer.Option(help="laplace (ε-DP) or gaussian ((ε, δ)-DP)")] = "laplace",
+    delta: Annotated[float, typer.Option(help="δ for the Gaussian mechanism")] = 0.0,
+    top: Annotated[int, typer.Option(help="rows to print (all are computed)")] = 20,
+    dataset: Annotated[str, typer.Option(help="budget account: the database's data set")] = "shop",
+    seed: Annotated[int | None, typer.Option(help="noise seed (tests only: a fixed seed repeats the noise)")] = None,
+) -> None:
+    """Shoppers per item or category from the database, with calibrated noise, charged to the budget."""
+    from vitrina.privacy.dp import BudgetExceeded, private_counts
+
+    if by not in ("item", "category"):
+        _fail(f"--by must be item or category, got {by!r}")
+    accountant = _accountant(ctx)
+    events = accountant.storage.read("interactions")[["user_id", "item_id"]]
+    items = accountant.storage.read("items")[["item_id", "category_path"]]
+    key, keys = "item_id", items["item_id"].to_numpy()
+    if by == "category":
+        tops = items.assign(category=items["category_path"].fillna("").str.split(" > ").str[0])
+        events = events.merge(tops[["item_id", "category"]], on="item_id")
+        key, keys = "category", tops["category"].unique()
+    try:
+        counts, release = private_counts(
+            accountant,
+            dataset,
+            f"shoppers per {by}",
+            events,
+            key,
+            epsilon,
+            mechanism,
+            delta,
+            int(_config(ctx).get("privacy.max_per_user")),
+            keys=keys,
+            seed=seed,
+        )
+    except (BudgetExceeded, ValueError) as exc:
+        _fail(str(exc))
+    for value, count in counts.sort_values(ascending=False).head(top).items():
+        typer.echo(f"{value}\t{count:.1f}")
+    spent = {k: getattr(release, k) for k in ("mechanism", "epsilon", "delta", "noise_scale", "spent_epsilon")}
+    typer.echo(json.dumps({**spent, "budget_epsilon": release.budget_epsilon}), err=True)
+
+
+@privacy_app.command("budget")
+def privacy_budget(ctx: typer.Context, dataset: Annotated[str, typer.Option(help="budget account")] = "shop") -> None:
+    """What the releases on a dataset have spent, against the budget."""
+    accountant = _accountant(ctx)
+    eps, delta = accountant.spent(dataset)
+    budget = {"epsilon_budget": accountant.epsilon_budget, "delta_budget": accountant.delta_budget}
+    typer.echo(json.dumps({"dataset": dataset, "epsilon": eps, "delta": delta, **budget}))
 
 
 def main() -> None:

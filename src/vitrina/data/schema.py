@@ -220,6 +220,20 @@ for _dialect, _statements in _APPEND_ONLY.items():
     for _statement in _statements:
         sa.event.listen(audit_log_table, "after_create", sa.DDL(_statement).execute_if(dialect=_dialect))
 
+# Differential privacy (vitrina.privacy.dp): what each noisy release cost, per dataset; the accountant
+# sums it against the budget.
+privacy_spend_table = sa.Table(
+    "privacy_spend",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset", sa.String(128), nullable=False),
+    sa.Column("query", sa.String(256), nullable=False),
+    sa.Column("epsilon", sa.Float, nullable=False),
+    sa.Column("delta", sa.Float, nullable=False),
+    sa.Column("ts", sa.Float, nullable=False),
+    sa.Index("ix_privacy_spend_dataset", "dataset"),
+)
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,
