@@ -136,11 +136,11 @@ def datasets_stats(
 def ingest(ctx: typer.Context, name: str) -> None:
     """Load a named dataset from the data folder into the database (idempotent)."""
     from vitrina.data.datasets import load_dataset
-    from vitrina.data.storage import Storage
+    from vitrina.privacy.personal import open_storage
 
     cfg = _config(ctx)
     raw = load_dataset(name, cfg.data_dir)
-    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage = open_storage(cfg)
     storage.create_schema()
     added = storage.write_dataset(raw)
     typer.echo(json.dumps({"added": added, "now_in_database": storage.counts()}, indent=2))
@@ -157,12 +157,12 @@ def import_cmd(
     """Import a shop's own files. Everything is checked first; nothing is written if a row is bad."""
     from vitrina.data.errors import DataError
     from vitrina.data.importer import import_files
-    from vitrina.data.storage import Storage
+    from vitrina.privacy.personal import open_storage
 
     cfg = _config(ctx)
     if not any((items, users, events, reviews)):
         _fail("give at least one of --items, --users, --events, --reviews")
-    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage = open_storage(cfg)
     storage.create_schema()
     try:
         added = import_files(storage, items=items, users=users, interactions=events, reviews=reviews)
@@ -507,10 +507,10 @@ IndexOpt = Annotated[Path | None, typer.Option("--index", help="index folder (de
 
 
 def _search_parts(cfg: Config, index: Path | None):
-    from vitrina.data.storage import Storage
+    from vitrina.privacy.personal import open_storage
     from vitrina.search.engine import SearchSettings
 
-    storage = Storage(cfg.storage_url, batch_size=int(cfg.get("storage.batch_size")))
+    storage = open_storage(cfg)
     storage.create_schema()
     return storage, SearchSettings.from_config(cfg), index or cfg.output_dir / "search"
 
@@ -762,13 +762,13 @@ def serve_build(
 ) -> None:
     """Train [serve] model on the database, featurize, build the search indexes and publish them
     as the new version; running workers switch to it without a restart."""
-    from vitrina.data.storage import Storage
+    from vitrina.privacy.personal import open_storage
     from vitrina.serving.app import serving_models
     from vitrina.serving.build import build_version
 
     cfg = _config(ctx)
     try:
-        with Storage(cfg.storage_url) as storage:
+        with open_storage(cfg) as storage:
             storage.create_schema()
             image = str(cfg.get("features.store.image_encoder")) if photos else None
             version = build_version(cfg, storage, serving_models(cfg, image))
@@ -864,11 +864,11 @@ def demo(
 
 
 def _key_store(ctx: typer.Context) -> tuple[Any, Any]:
-    from vitrina.data.storage import Storage
     from vitrina.privacy.audit import AuditLog
     from vitrina.privacy.keys import KeyStore
+    from vitrina.privacy.personal import open_storage
 
-    storage = Storage(_config(ctx).storage_url)
+    storage = open_storage(_config(ctx))
     storage.create_schema()
     return KeyStore(storage), AuditLog(storage)
 
@@ -942,11 +942,11 @@ def audit(
 
 
 def _accountant(ctx: typer.Context) -> Any:
-    from vitrina.data.storage import Storage
     from vitrina.privacy.dp import PrivacyAccountant
+    from vitrina.privacy.personal import open_storage
 
     cfg = _config(ctx)
-    storage = Storage(cfg.storage_url)
+    storage = open_storage(cfg)
     storage.create_schema()
     return PrivacyAccountant(storage, float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget")))
 
@@ -995,6 +995,30 @@ def privacy_release(
         typer.echo(f"{value}\t{count:.1f}")
     spent = {k: getattr(release, k) for k in ("mechanism", "epsilon", "delta", "noise_scale", "spent_epsilon")}
     typer.echo(json.dumps({**spent, "budget_epsilon": release.budget_epsilon}), err=True)
+
+
+@privacy_app.command("rotate-key")
+def privacy_rotate_key(
+    ctx: typer.Context,
+    retire: Annotated[bool, typer.Option(help="then delete data keys nothing uses any more")] = False,
+) -> None:
+    """New data key for personal fields; re-encrypts stored fields while the service keeps running."""
+    from vitrina.privacy.audit import AuditEntry, AuditLog
+    from vitrina.privacy.personal import reencrypt_users, versions_in_use
+
+    storage = _accountant(ctx).storage
+    personal = storage.personal
+    version = personal.keyring.rotate()
+    done = reencrypt_users(storage, personal)
+    retired = []
+    if retire:
+        used = versions_in_use(storage)
+        for old in personal.keyring.versions():
+            if old != version and old not in used:
+                personal.keyring.retire(old)
+                retired.append(old)
+    AuditLog(storage).record(AuditEntry("keys", f"privacy rotate-key v{version} retired={retired}", status=200))
+    typer.echo(json.dumps({**done, "retired": retired}))
 
 
 @privacy_app.command("budget")

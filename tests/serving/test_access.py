@@ -8,12 +8,15 @@ import copy
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from vitrina.config import Config
+from vitrina.data.schema import users_table
 from vitrina.data.storage import Storage
 from vitrina.privacy.audit import AuditLog
 from vitrina.privacy.keys import KeyStore
+from vitrina.privacy.personal import Keyring, PersonalData
 from vitrina.search.engine import Models
 from vitrina.serving.access import ROUTES
 from vitrina.serving.app import create_app
@@ -117,3 +120,34 @@ def test_cors_allow_list(client: TestClient) -> None:
     assert allowed.status_code == 200 and allowed.headers["access-control-allow-origin"] == ORIGIN
     other = client.options("/events", headers={"origin": "https://evil.example", **ask})
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_personal_data_through_the_api(served: tuple[Config, Storage, Models], shop_dir) -> None:
+    """With pseudonyms on, the shop's own ids work at the API while the database, the audit log and
+    the request log never hold them; a tampered field is refused, not returned."""
+    cfg, storage, models = served
+    personal = PersonalData(Keyring(shop_dir / "keys"))
+    private = Storage(cfg.storage_url, personal=personal)
+    item = str(storage.read("items")["item_id"].iloc[0])
+    with TestClient(create_app(cfg, models, private)) as c:
+        user = {"user_id": "alice@shop", "attributes": {"email": "alice@example.com", "tier": "gold"}}
+        assert c.post("/users", json=user).status_code == 201
+        assert c.post("/events", json={"user_id": "alice@shop", "item_id": item, "type": "view"}).status_code == 201
+        got = c.get("/users/alice@shop").json()
+        assert got["pseudonym"] == personal.user_id("alice@shop") and got["attributes"]["email"] == "alice@example.com"
+        assert got["recent"][0]["item_id"] == item
+        assert c.get("/users/alice@shop/recommendations").status_code == 200
+        with storage.engine.connect() as conn:
+            dump = " ".join(
+                str(row)
+                for t in ("users", "interactions", "audit_log")
+                for row in conn.execute(sa.text(f"SELECT * FROM {t}"))
+            )
+        assert "alice" not in dump and got["pseudonym"] in dump
+        with storage.begin() as conn:
+            sealed = {**got["attributes"], "email": "enc:v1:" + "A" * 60}
+            conn.execute(
+                sa.update(users_table).where(users_table.c.user_id == got["pseudonym"]).values(attributes=sealed)
+            )
+        broken = c.get("/users/alice@shop")
+        assert broken.status_code == 500 and "integrity" in broken.json()["detail"]

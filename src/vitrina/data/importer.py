@@ -523,9 +523,15 @@ def _build_frame(values: dict[str, list[Any]], kind: str, lines: list[int], unit
 # -- importing -------------------------------------------------------------------------------------
 
 
-def load_file(path: str | Path, kind: str) -> pd.DataFrame:
-    """`read_records` then `validate`, naming the file in errors."""
-    return validate(read_records(path, kind), kind, Path(path).name)
+def load_file(path: str | Path, kind: str, user_id: Callable[[str], str] | None = None) -> pd.DataFrame:
+    """`read_records` then `validate`, naming the file in errors. `user_id` maps shoppers' ids first
+    (to pseudonyms), so that keys derived from a row never contain a raw id."""
+    frame = read_records(path, kind)
+    if user_id is not None and "user_id" in frame.columns:
+        frame["user_id"] = [
+            u if pd.isna(u) or not str(u).strip() else user_id(str(u).strip()) for u in frame["user_id"]
+        ]
+    return validate(frame, kind, Path(path).name)
 
 
 def import_files(
@@ -550,7 +556,7 @@ def import_files(
     problems = ProblemLog()
     for kind, path in paths.items():
         try:
-            frames[kind] = load_file(path, kind)
+            frames[kind] = load_file(path, kind, storage.personal.user_id if storage.personal else None)
         except DataError as exc:
             problems.extend(exc.problems, exc.total)
     problems.raise_if_any()

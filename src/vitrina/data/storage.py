@@ -197,11 +197,14 @@ class Storage:
     same file twice adds nothing.
     """
 
-    def __init__(self, url: str | sa.URL, *, batch_size: int = 5000) -> None:
+    def __init__(self, url: str | sa.URL, *, batch_size: int = 5000, personal: Any = None) -> None:
+        """`personal` (vitrina.privacy.personal.PersonalData): applied to every row written, so
+        shoppers are stored under pseudonyms with their personal fields encrypted."""
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self.url = normalize_url(url)
         self.batch_size = batch_size
+        self.personal = personal
         self.dialect = self.url.get_backend_name()
         self.engine = _make_engine(self.url)
         self._writer = self.engine.execution_options(vitrina_write=True)
@@ -268,6 +271,9 @@ class Storage:
         batches = {
             kind: _Batch(kind, frames[kind], names[kind]) for kind in KINDS if kind in frames and len(frames[kind])
         }
+        if self.personal is not None:
+            for batch in batches.values():
+                self.personal.protect(batch.kind, batch.values)
         added = dict.fromkeys(KINDS, 0)
         with self._writer.begin() as conn:
             self._check_references(conn, batches)

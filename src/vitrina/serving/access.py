@@ -15,9 +15,11 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import unquote
 
 from starlette.concurrency import run_in_threadpool
 
@@ -99,8 +101,17 @@ class RateLimiter:
 class AccessControl:
     """ASGI middleware; `required` False lets requests without a key through (still audited)."""
 
-    def __init__(self, app: Any, keys: KeyStore, audit: AuditLog, required: bool, rate_per_min: int) -> None:
-        self.app, self.keys, self.audit = app, keys, audit
+    def __init__(
+        self,
+        app: Any,
+        keys: KeyStore,
+        audit: AuditLog,
+        required: bool,
+        rate_per_min: int,
+        subject_of: Callable[[str], str] = str,
+    ) -> None:
+        """`subject_of` maps a shopper's id in a path to the id the audit log keeps (their pseudonym)."""
+        self.app, self.keys, self.audit, self.subject_of = app, keys, audit, subject_of
         self.required, self.rate_per_min = required, rate_per_min
         self.limiter = RateLimiter()
 
@@ -143,13 +154,16 @@ class AccessControl:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            subject = _SUBJECT.match(path)
+            found = _SUBJECT.match(path)
+            subject = self.subject_of(unquote(found.group(1))) if found else None
+            if found:  # the log names the shopper by pseudonym, never by the id in the request
+                path = f"/users/{subject}{path[found.end() :]}"
             entry = AuditEntry(
                 action=rule.audit,
                 target=f"{method} {path}",
                 key_id=key.key_id if key else None,
                 role=key.role if key else None,
-                subject=subject.group(1) if subject else None,
+                subject=subject,
                 status=status,
             )
             await run_in_threadpool(self.audit.record, entry)

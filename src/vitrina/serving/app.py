@@ -37,6 +37,7 @@ from vitrina.data.schema import INTERACTION_TYPES
 from vitrina.data.storage import KINDS, Storage
 from vitrina.privacy.audit import AuditLog
 from vitrina.privacy.keys import KeyStore
+from vitrina.privacy.personal import TamperedError, open_storage
 from vitrina.search.engine import Models, SearchError, SearchSettings
 from vitrina.search.filters import FilterError, Filters
 from vitrina.serving.access import AccessControl
@@ -187,7 +188,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     published search index was built with, loaded on first use."""
     settings = ServeSettings.from_config(cfg)
     search_settings = SearchSettings.from_config(cfg)
-    storage = storage or Storage(cfg.storage_url)
+    storage = storage or open_storage(cfg)
     storage.create_schema()
     models = models if models is not None else default_models(cfg, settings)
     cache = RecentCache.from_url(settings.redis_url) if settings.redis_url else None
@@ -198,6 +199,11 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     search_slots = [int(x) for x in cfg.get("ads.search_slots", [0, 5])]
     metrics = Metrics()
     keys = KeyStore(storage, settings.key_cache_s)
+    personal = storage.personal
+
+    def uid(raw: str) -> str:
+        """A shopper's id as stored: their pseudonym when [privacy] pseudonymize is on."""
+        return personal.user_id(raw) if personal is not None else raw
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -223,6 +229,11 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     @app.exception_handler(UnknownItem)
     async def unknown_item(_: Request, exc: UnknownItem) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(TamperedError)
+    async def tampered(_: Request, exc: TamperedError) -> JSONResponse:
+        log.error("integrity check failed: %s", exc)
+        return JSONResponse({"detail": f"stored personal data failed its integrity check: {exc}"}, status_code=500)
 
     @app.exception_handler(DataError)
     async def bad_data(_: Request, exc: DataError) -> JSONResponse:
@@ -283,14 +294,15 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         """Top-k for a shopper, blended with their latest events, each with the reason it is there."""
         v = view()
         filters = _filters(category, brand, price_min, price_max)
-        history = state.live.history(user_id)
-        if not history and not state.live.user_exists(user_id):
+        pid = uid(user_id)
+        history = state.live.history(pid)
+        if not history and not state.live.user_exists(pid):
             raise HTTPException(404, f"unknown user id {user_id!r}")
-        recs = v.recommend(user_id, history, k, filters, exclude_seen)
+        recs = v.recommend(pid, history, k, filters, exclude_seen)
         sponsored = []
-        server = ads.current(v, user_id)
+        server = ads.current(v, pid)
         if server is not None:
-            request = AdRequest(day=date.today(), user_id=user_id, segments=v.segment_of(user_id), category=category)
+            request = AdRequest(day=date.today(), user_id=pid, segments=v.segment_of(pid), category=category)
             sponsored = [{**v.card(ad.item_id), **asdict(ad)} for ad in server.serve(request, len(feed_slots))]
         # Built of plain Python values: a JSONResponse skips FastAPI's generic encoder (hot path).
         return JSONResponse(
@@ -351,6 +363,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         """Text search (lexical, semantic, text-image or hybrid) with facets and filters."""
         filters = _filters(category, brand, price_min, price_max)
         v = view()
+        pid = uid(user_id) if user_id else None
         return _search(
             v,
             query=q,
@@ -358,10 +371,10 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
             filters=filters,
             page=page,
             page_size=page_size,
-            user_id=user_id,
-            ads=ads.current(v, user_id),
+            user_id=pid,
+            ads=ads.current(v, pid),
             ad_slots=search_slots,
-            segments=v.segment_of(user_id),
+            segments=v.segment_of(pid),
         )
 
     async def _upload(file: UploadFile, kind: str) -> bytes:
@@ -404,7 +417,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
 
     def _event(e: EventIn, key: str | None) -> Event:
         try:
-            return Event(key or e.event_id or Event.new_id(), e.user_id, e.item_id, e.type, e.value, e.ts)
+            return Event(key or e.event_id or Event.new_id(), uid(e.user_id), e.item_id, e.type, e.value, e.ts)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from exc
 
@@ -493,19 +506,23 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
 
     @app.get("/users/{user_id}", tags=["users"])
     async def get_user(user_id: str) -> dict[str, Any]:
-        rows = storage.read("users", {"user_id": user_id})
+        """The shopper's profile (personal fields decrypted) and latest events; every call is audited."""
+        pid = uid(user_id)
+        rows = storage.read("users", {"user_id": pid})
         if not len(rows):
             raise HTTPException(404, f"unknown user id {user_id!r}")
-        history = state.live.history(user_id, limit=50)
+        history = state.live.history(pid, limit=50)
+        attributes = rows.iloc[0]["attributes"]
         return {
             "user_id": user_id,
-            "attributes": rows.iloc[0]["attributes"],
+            "pseudonym": pid,
+            "attributes": storage.personal.reveal(attributes, pid) if storage.personal else attributes,
             "recent": [{"item_id": i, "type": t, "value": val} for i, t, val in history],
         }
 
     @app.post("/users", tags=["users"], status_code=201)
     async def post_user(user: UserIn) -> dict[str, Any]:
-        frame = validate(pd.DataFrame([user.model_dump()]), "users", "request body")
+        frame = validate(pd.DataFrame([{**user.model_dump(), "user_id": uid(user.user_id)}]), "users", "request body")
         storage.write("users", frame, source="request body")
         return {"user_id": user.user_id}
 
@@ -513,7 +530,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     async def delete_user(user_id: str) -> dict[str, Any]:
         """Remove a user, their events and their reviews (their trained vector leaves at the next
         `serve build`; until then they are unknown to every endpoint)."""
-        if not state.live.delete_user(user_id):
+        if not state.live.delete_user(uid(user_id)):
             raise HTTPException(404, f"unknown user id {user_id!r}")
         return {"deleted": user_id}
 
@@ -526,7 +543,9 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     @app.post("/reviews", tags=["reviews"], status_code=201)
     async def post_review(review: ReviewIn) -> dict[str, Any]:
         view().index(review.item_id)
-        frame = validate(pd.DataFrame([review.model_dump()]), "reviews", "request body")
+        body = review.model_dump()
+        body["user_id"] = uid(body["user_id"]) if body["user_id"] else None
+        frame = validate(pd.DataFrame([body]), "reviews", "request body")
         added = storage.write("reviews", frame, source="request body")
         return {"review_id": str(frame["review_id"].iloc[0]), "stored": bool(added)}
 
@@ -578,6 +597,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         AccessControl,
         keys=keys,
         audit=audit,
+        subject_of=uid,
         required=settings.require_keys,
         rate_per_min=settings.rate_per_min,
     )

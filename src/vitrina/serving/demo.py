@@ -16,6 +16,7 @@ from vitrina.config import Config
 from vitrina.data.dataset import RawDataset
 from vitrina.data.importer import validate
 from vitrina.data.storage import Storage
+from vitrina.privacy.personal import open_storage
 from vitrina.serving.ads import CampaignStore
 
 __all__ = ["demo_campaigns", "demo_events", "demo_overrides", "prepare"]
@@ -94,9 +95,9 @@ def demo_campaigns(items: pd.DataFrame, n: int = 30, seed: int = 0) -> list[dict
     return specs
 
 
-def _stamp(raw: RawDataset, n_users: int, seed: int) -> str:
+def _stamp(raw: RawDataset, n_users: int, seed: int, personal: bool) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps(["demo-2", len(raw.items), len(raw.users), n_users, seed]).encode())
+    h.update(json.dumps(["demo-3", len(raw.items), len(raw.users), n_users, seed, personal]).encode())
     h.update("".join(raw.items["item_id"].astype(str)).encode())
     return h.hexdigest()[:16]
 
@@ -109,10 +110,10 @@ def prepare(cfg: Config, n_users: int = 1000, progress: bool = True) -> tuple[St
 
     raw = load_dataset("hm", cfg.data_dir)
     pairs = raw.extras["copurchase"].rename(columns={"article_id": "item_id", "co_article_id": "other_id"})
-    storage = Storage(cfg.storage_url)
+    storage = open_storage(cfg)
     storage.create_schema()
     stamp_file = Path(cfg.get("serve.dir")).parent / "demo.json"
-    stamp = _stamp(raw, n_users, cfg.seed)
+    stamp = _stamp(raw, n_users, cfg.seed, storage.personal.pseudonymize)
     if stamp_file.exists() and json.loads(stamp_file.read_text()).get("stamp") == stamp:
         return storage, pairs, False
     rng = np.random.default_rng(cfg.seed)
