@@ -17,6 +17,7 @@ from vitrina.data.importer import validate
 from vitrina.data.storage import Storage
 from vitrina.features.image_encoders import ColorHistogram
 from vitrina.features.text_encoders import text_encoder_from_config
+from vitrina.privacy.personal import open_storage
 from vitrina.search.engine import Models
 from vitrina.serving.build import build_version
 
@@ -89,7 +90,10 @@ def shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def served(shop_dir: Path) -> Iterator[tuple[Config, Storage, Models]]:
     """The shop in a database with one published version."""
     cfg = serve_config(shop_dir)
-    storage = Storage(cfg.storage_url)
+    secrets = shop_dir / "cache" / "secrets"  # a fixed pseudonym key: the same shopper order every run
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "pseudonym.key").write_bytes(bytes(range(32)))
+    storage = open_storage(cfg)  # as the service opens it: shoppers stored under pseudonyms
     storage.create_schema()
     catalog = write_photos(make_catalog(), shop_dir / "media")
     events = shoppers(catalog)

@@ -96,7 +96,9 @@ def test_personal_reads_and_admin_actions_are_audited(client: TestClient, keys: 
     assert client.get("/users/u03", headers=_h(keys["analyst"])).status_code == 200
     assert client.delete("/reviews/none", headers=_h(keys["service"])).status_code == 404
     log = AuditLog(served[1]).query(limit=10)
-    read = log[(log["subject"] == "u03") & (log["action"] == "personal-read")].iloc[0]
+    u03 = served[1].personal.user_id("u03")  # the log names shoppers by pseudonym
+    read = log[(log["subject"] == u03) & (log["action"] == "personal-read")].iloc[0]
+    assert read["target"] == f"GET /users/{u03}"
     assert read["key_id"] == analyst_id and read["role"] == "analyst" and read["status"] == 200
     assert ((log["target"] == "DELETE /reviews/none") & (log["status"] == 404)).any()
     assert not log["target"].str.contains("recommendations").any()  # reads of recommendations are not audited

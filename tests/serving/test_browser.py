@@ -30,7 +30,8 @@ def _missing() -> str | None:
 
 @pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
 def test_shop_front_in_chromium(served, shop_dir: Path) -> None:
-    cfg, _, _ = served
+    cfg, storage, _ = served
+    shopper = storage.personal.user_id("u04")  # the shop front lists shoppers by pseudonym
     port = process.free_port()
     keys = ("paths.cache_dir", "storage.url", "serve.media_root", "features.store.image_encoder")
     overrides = {k: str(cfg.get(k)) for k in keys} | {"serve.dir": str(cfg.cache_dir / "serve")}
@@ -41,7 +42,7 @@ def test_shop_front_in_chromium(served, shop_dir: Path) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         photo = shop_dir / "media" / "photos" / "i036.png"  # a dress on the Clothing backdrop
         run = subprocess.run(
-            ["node", str(E2E / "shop.spec.js"), base, str(SHOTS), "u04", str(photo)],
+            ["node", str(E2E / "shop.spec.js"), base, str(SHOTS), shopper, str(photo)],
             cwd=E2E,
             capture_output=True,
             text=True,
