@@ -124,3 +124,25 @@ def test_itemknn_observes_new_events(snap: Snapshot, fitted: dict, tmp_path) -> 
     u = int(np.flatnonzero(np.diff(snap.valid.indptr))[0])
     expected = (snap.train[u] + snap.valid[u]) @ model.sim
     np.testing.assert_allclose(model.score(np.array([u]))[0], expected.toarray()[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_forget_saved_removes_a_shopper(name: str, fitted: dict, tmp_path) -> None:
+    """An erasure request on a saved model: the shopper's id, seen row and vector go; the others
+    keep their lists (models whose user vectors are independent keep identical scores)."""
+    model = fitted[name]
+    folder = model.save(tmp_path / name)
+    assert Recommender.forget_saved(folder, ["u3", "not-a-user"]) == 1
+    assert Recommender.forget_saved(folder, ["u3"]) == 0  # idempotent
+    back = Recommender.load(folder)
+    assert "u3" not in back.users and len(back.users) == len(model.users) - 1
+    with pytest.raises(UnknownIdError):
+        back.recommend("u3")
+    assert back.seen.shape == (len(back.users), model.seen.shape[1])
+    others = [u for u in ("u0", "u5", "u7")]
+    for u in others:
+        np.testing.assert_array_equal(back.seen[back.users.index(u)].indices, model.seen[model.users.index(u)].indices)
+    if name in ("bpr", "als", "pop"):  # user vectors do not depend on one another
+        idx_old = model.users.to_index(np.array(others))
+        idx_new = back.users.to_index(np.array(others))
+        np.testing.assert_allclose(back.score(idx_new), model.score(idx_old), rtol=1e-6)

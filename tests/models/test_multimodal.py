@@ -115,3 +115,14 @@ def test_cold_items_content_models_score_them_id_models_cannot() -> None:
     n_cold = len(cold.cold_items["test"])
     assert ranked["content-knn"] > 0.5 and ranked["vbpr"] > 0.5, ranked
     assert ranked["bpr"] < 2 * 10 / n_cold + 0.15, ranked  # about random among the cold items
+
+
+@pytest.mark.parametrize("name", list(FAST))
+def test_forget_saved_removes_a_shopper(name: str, fitted: dict, tmp_path) -> None:
+    model = fitted[name]
+    folder = model.save(tmp_path / name)
+    gone = str(model.users.ids[2])
+    assert Recommender.forget_saved(folder, [gone]) == 1
+    back = Recommender.load(folder)
+    assert gone not in back.users and len(back.users) == len(model.users) - 1
+    assert np.isfinite(back.score(np.arange(5))).all()

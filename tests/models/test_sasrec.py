@@ -130,3 +130,15 @@ def test_purchase_propensity_reads_the_last_event_types(tmp_path) -> None:
     assert np.isfinite(back.score(u)).all()
     with pytest.raises(ValueError, match="without typed events"):
         _fit(snap, epochs=1, modalities=[], propensity_weight=0.0).purchase_propensity(u)
+
+
+def test_forget_saved_drops_the_sequence(snap: Snapshot, tmp_path) -> None:
+    model = _fit(snap, epochs=2, modalities=[])
+    folder = model.save(tmp_path / "m")
+    gone = str(snap.users.ids[4])
+    assert Recommender.forget_saved(folder, [gone]) == 1
+    back = Recommender.load(folder)
+    assert gone not in back.users and len(back.seq_indptr) == len(back.users) + 1
+    assert len(back.seq_items) == len(model.seq_items) - (model.seq_indptr[5] - model.seq_indptr[4])
+    keep = [u for u in range(10) if u != 4]
+    np.testing.assert_allclose(back.score(np.arange(9)), model.score(np.array(keep)), rtol=1e-5, atol=1e-5)

@@ -17,6 +17,7 @@ from vitrina.models.base import Recommender, register
 @register
 class ALS(Recommender):
     name = "als"
+    user_rows = ("user_factors",)
     iterative = True
 
     def __init__(self, factors: int = 64, regularization: float = 0.01, alpha: float = 10.0, seed: int = 0) -> None:

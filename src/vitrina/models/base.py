@@ -55,6 +55,8 @@ class Recommender(ABC):
     name: ClassVar[str] = ""
     # Iterative models implement _init_training and _train_epoch; the base runs early stopping.
     iterative: ClassVar[bool] = False
+    # State arrays whose rows are users: what `forget_saved` removes (with the id and the seen row).
+    user_rows: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed = int(seed)
@@ -219,6 +221,35 @@ class Recommender(ABC):
             model._load_state({k: z[k] for k in z.files})
         model.report = FitReport(**info["report"])
         return model
+
+    def _forget_state(self, state: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+        """The state without the users `keep` is False for (models holding users elsewhere override)."""
+        return {k: v[keep] if k in self.user_rows else v for k, v in state.items()}
+
+    @staticmethod
+    def forget_saved(path: str | Path, user_ids: list[str]) -> int:
+        """Remove shoppers from a saved model, in place: their ids, seen rows and per-user state (an
+        erasure request). Each file is replaced atomically; returns how many of them the model had."""
+        path = Path(path)
+        info = json.loads((path / "model.json").read_text())
+        model = create(info["model"], seed=info["seed"], **info["params"])
+        with np.load(path / "ids.npz", allow_pickle=False) as z:
+            ids = {k: z[k] for k in z.files}
+        keep = ~np.isin(ids["users"].astype(str), np.asarray(user_ids, dtype=str))
+        if keep.all():
+            return 0
+        seen = sp.csr_matrix(
+            (np.ones(len(ids["seen_indices"]), np.float32), ids["seen_indices"], ids["seen_indptr"]),
+            shape=(len(keep), len(ids["items"])),
+        )[keep]
+        with np.load(path / "state.npz", allow_pickle=False) as z:
+            state = model._forget_state({k: z[k] for k in z.files}, keep)
+        ids |= {"users": ids["users"][keep], "seen_indptr": seen.indptr, "seen_indices": seen.indices}
+        for name, arrays in (("state.npz", state), ("ids.npz", ids)):
+            tmp = path / f".{name}.tmp.npz"
+            np.savez(tmp, **arrays)
+            tmp.replace(path / name)
+        return int((~keep).sum())
 
     def _check_fitted(self) -> None:
         if self.users is None:

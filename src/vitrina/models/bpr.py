@@ -19,6 +19,7 @@ from vitrina.models.sampling import PairSampler
 @register
 class BPR(Recommender):
     name = "bpr"
+    user_rows = ("user_emb",)
     iterative = True
 
     def __init__(

@@ -99,6 +99,7 @@ class MMN(MultimodalRecommender):
     `align_temperature`: the InfoNCE temperature; `reg_weight`: L2 on the batch's ID embeddings."""
 
     name = "mmn"
+    user_rows = ("net__user_emb",)
     iterative = True
 
     def __init__(

@@ -261,6 +261,15 @@ class SASRec(MultimodalRecommender):
             return torch.sigmoid(self.net.propensity(self._last_outputs(users)).squeeze(-1)).numpy()
 
     # --- state -----------------------------------------------------------------------------------
+    def _forget_state(self, state: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+        """Users live in the sequences: drop the forgotten users' spans."""
+        indptr = state["seq_indptr"]
+        lengths = np.diff(indptr)
+        rows = np.repeat(keep, lengths)
+        kept = {k: state[k][rows] for k in ("seq_items", "seq_types") if k in state}
+        kept["seq_indptr"] = np.concatenate([[0], np.cumsum(lengths[keep])]).astype(indptr.dtype)
+        return {**state, **kept}
+
     def _state(self) -> dict[str, np.ndarray]:
         params = {f"net__{k}": v.detach().numpy().copy() for k, v in self.net.state_dict().items()}
         sequences = {"seq_items": self.seq_items, "seq_types": self.seq_types, "seq_indptr": self.seq_indptr}

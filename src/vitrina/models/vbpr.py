@@ -24,6 +24,7 @@ from vitrina.models.content import MultimodalRecommender
 @register
 class VBPR(BPR, MultimodalRecommender):
     name = "vbpr"
+    user_rows = ("user_emb", "user_theta")
 
     def __init__(
         self,
