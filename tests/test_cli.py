@@ -65,6 +65,9 @@ def invoke(env: dict[str, str], *args: str):
         ["audit"],
         ["privacy", "release"],
         ["privacy", "budget"],
+        ["privacy", "export"],
+        ["privacy", "forget"],
+        ["privacy", "rotate-key"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -305,3 +308,30 @@ def test_privacy_release_charges_the_budget_until_it_refuses(env: dict[str, str]
     assert refused.exit_code == 2 and "spent ε=1 of 1.5" in refused.output
     spent = json.loads(invoke(env, *budget, "privacy", "budget").stdout)
     assert spent["epsilon"] == 1.0 and spent["epsilon_budget"] == 1.5
+
+
+def test_privacy_export_and_forget_a_shopper(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "items.csv").write_text("item_id,title\ni1,red dress\ni2,blue shirt\n")
+    (tmp_path / "users.csv").write_text("user_id,email\nana@shop,ana@example.com\n")
+    (tmp_path / "events.csv").write_text(
+        "user_id,item_id,type,ts\nana@shop,i1,view,1700000000\nana@shop,i2,cart,1700000100\n"
+    )
+    invoke(
+        env,
+        "import",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--users",
+        str(tmp_path / "users.csv"),
+        "--events",
+        str(tmp_path / "events.csv"),
+    )
+    found = json.loads(invoke(env, "privacy", "export", "--user", "ana@shop").stdout)
+    assert found["profile"]["email"] == "ana@example.com" and len(found["events"]) == 2
+    assert found["user_id"].startswith("p_") and "ana@shop" not in json.dumps(found["events"])
+    report = json.loads(invoke(env, "privacy", "forget", "--user", "ana@shop").stdout)
+    assert report["database"] is True
+    again = runner.invoke(app, ["privacy", "export", "--user", "ana@shop"], env=env)
+    assert again.exit_code == 2 and "unknown user" in again.output
+    rotated = json.loads(invoke(env, "privacy", "rotate-key", "--retire").stdout)
+    assert rotated["key_version"] == 2 and rotated["retired"] == [1]

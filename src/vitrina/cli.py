@@ -1021,6 +1021,53 @@ def privacy_rotate_key(
     typer.echo(json.dumps({**done, "retired": retired}))
 
 
+@privacy_app.command("export")
+def privacy_export(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="the shopper's id as the shop knows it (or their pseudonym)")],
+) -> None:
+    """Everything held about one shopper, as JSON (an access request; audited)."""
+    from vitrina.privacy.audit import AuditEntry, AuditLog
+    from vitrina.serving.erasure import export_user
+    from vitrina.serving.settings import ServeSettings
+
+    cfg = _config(ctx)
+    storage = _accountant(ctx).storage
+    pid = storage.personal.user_id(user)
+    found = export_user(storage, ServeSettings.from_config(cfg).dir, pid)
+    AuditLog(storage).record(
+        AuditEntry("personal-read", f"privacy export {pid}", subject=pid, status=200 if found else 404)
+    )
+    if found is None:
+        _fail(f"unknown user id {user!r}")
+    typer.echo(json.dumps(found, indent=2, default=str))
+
+
+@privacy_app.command("forget")
+def privacy_forget(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option(help="the shopper's id as the shop knows it (or their pseudonym)")],
+) -> None:
+    """Erase one shopper everywhere: database, cache, every published version (running workers reload)."""
+    from vitrina.privacy.audit import AuditEntry, AuditLog
+    from vitrina.serving.erasure import forget_user
+    from vitrina.serving.live import LiveStore
+    from vitrina.serving.recent import RecentCache
+    from vitrina.serving.settings import ServeSettings
+
+    settings = ServeSettings.from_config(_config(ctx))
+    storage = _accountant(ctx).storage
+    pid = storage.personal.user_id(user)
+    cache = RecentCache.from_url(settings.redis_url) if settings.redis_url else None
+    report = forget_user(storage, settings.dir, pid, LiveStore(storage, cache))
+    AuditLog(storage).record(
+        AuditEntry("admin", f"privacy forget {pid}", subject=pid, status=200 if report["database"] else 404)
+    )
+    if not report["database"]:
+        _fail(f"unknown user id {user!r}")
+    typer.echo(json.dumps(report))
+
+
 @privacy_app.command("budget")
 def privacy_budget(ctx: typer.Context, dataset: Annotated[str, typer.Option(help="budget account")] = "shop") -> None:
     """What the releases on a dataset have spent, against the budget."""

@@ -61,7 +61,7 @@ ROUTES: tuple[Rule, ...] = (
     _rule("POST", r"^/(events|events/batch|ads/click)$", "events:write"),
     _rule("POST|PUT|DELETE", r"^/items(/[^/]+)?$", "catalog:write", "admin"),
     _rule("POST", r"^/import$", "catalog:write", "admin"),
-    _rule("GET|HEAD", r"^/users/[^/]+$", "users:read", "personal-read"),
+    _rule("GET|HEAD", r"^/users/[^/]+(/export)?$", "users:read", "personal-read"),
     _rule("POST|DELETE", r"^/users(/[^/]+)?$", "users:write", "admin"),
     _rule("POST|DELETE", r"^/reviews(/[^/]+)?$", "users:write", "admin"),
     _rule("GET|HEAD", r"^/campaigns$", "ads:read"),

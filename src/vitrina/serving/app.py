@@ -43,6 +43,7 @@ from vitrina.search.filters import FilterError, Filters
 from vitrina.serving.access import AccessControl
 from vitrina.serving.ads import ServingAds
 from vitrina.serving.catalog import CatalogWriter
+from vitrina.serving.erasure import export_user, forget_user
 from vitrina.serving.live import Event, UnknownItem
 from vitrina.serving.metrics import Metrics
 from vitrina.serving.recent import RecentCache
@@ -530,9 +531,19 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     async def delete_user(user_id: str) -> dict[str, Any]:
         """Remove a user, their events and their reviews (their trained vector leaves at the next
         `serve build`; until then they are unknown to every endpoint)."""
-        if not state.live.delete_user(uid(user_id)):
+        report = await run_in_threadpool(forget_user, storage, settings.dir, uid(user_id), state.live)
+        if not report["database"]:
             raise HTTPException(404, f"unknown user id {user_id!r}")
-        return {"deleted": user_id}
+        return {"deleted": user_id, "removed_from_versions": report["versions"]}
+
+    @app.get("/users/{user_id}/export", tags=["users"])
+    async def export(user_id: str) -> dict[str, Any]:
+        """Everything held about a shopper (an access request): profile, events, reviews, ad log rows,
+        their trained vector and segment, and who read their data (audited)."""
+        found = await run_in_threadpool(export_user, storage, settings.dir, uid(user_id))
+        if found is None:
+            raise HTTPException(404, f"unknown user id {user_id!r}")
+        return found
 
     @app.get("/items/{item_id}/reviews", tags=["reviews"])
     async def get_reviews(item_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from vitrina.data.schema import (
     INTERACTION_TYPES,
+    ad_events_table,
     interactions_table,
     item_changes_table,
     items_table,
@@ -186,12 +187,15 @@ class LiveStore:
             return conn.execute(stmt).first() is not None
 
     def delete_user(self, user_id: str) -> bool:
-        """Remove a user with their events and reviews (one transaction); False if unknown."""
+        """Remove a user with their events and reviews, and unlink them from the ad log, whose rows
+        stay for the advertisers' bills (one transaction); False if unknown."""
         with self.storage.begin() as conn:
             if conn.execute(sa.select(users_table.c.user_id).where(users_table.c.user_id == user_id)).first() is None:
                 return False
             conn.execute(interactions_table.delete().where(interactions_table.c.user_id == user_id))
             conn.execute(reviews_table.delete().where(reviews_table.c.user_id == user_id))
+            ads = ad_events_table.c.user_id == user_id
+            conn.execute(sa.update(ad_events_table).where(ads).values(user_id=None))
             conn.execute(users_table.delete().where(users_table.c.user_id == user_id))
         self._forget_all([user_id])
         return True
