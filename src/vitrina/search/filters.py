@@ -35,7 +35,12 @@ class FilterError(ValueError):
 
 
 def _values(key: str, value: Any) -> tuple[str, ...]:
-    values = (value,) if isinstance(value, str | int | float) else tuple(value)
+    if isinstance(value, str | int | float):
+        values: tuple[Any, ...] = (value,)
+    elif isinstance(value, list | tuple | set | frozenset):
+        values = tuple(value)
+    else:  # None, a mapping, anything else a client may send
+        values = ()
     if not values or any(not isinstance(v, str | int | float) or str(v) == "" for v in values):
         raise FilterError(f"filter '{key}': expected a non-empty value or list of values, got {value!r}")
     return tuple(str(v) for v in values)
