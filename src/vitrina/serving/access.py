@@ -11,6 +11,7 @@ with their outcome, also when the service runs without keys.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -21,6 +22,7 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import unquote
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from vitrina.privacy.audit import AuditEntry, AuditLog
@@ -30,6 +32,7 @@ from vitrina.serving.replies import send_json_error
 __all__ = ["COOKIE", "ROUTES", "AccessControl", "RateLimiter", "Rule", "rule_for"]
 
 COOKIE = "vitrina_key"
+log = logging.getLogger("vitrina.serving")
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,11 @@ class AccessControl:
             if presented is None:
                 await _deny(send, 401, f"{method} {path} needs an API key (header x-api-key) with scope {rule.scope}")
                 return
-            key = await run_in_threadpool(self.keys.authenticate, presented)
+            try:
+                key = await run_in_threadpool(self.keys.authenticate, presented)
+            except SQLAlchemyError as exc:
+                await _deny(send, 503, f"the database is unavailable, retry shortly ({type(exc).__name__})")
+                return
             if key is None:
                 await _deny(send, 401, "the API key is unknown, malformed or revoked")
                 return
@@ -166,7 +173,10 @@ class AccessControl:
                 subject=subject,
                 status=status,
             )
-            await run_in_threadpool(self.audit.record, entry)
+            try:
+                await run_in_threadpool(self.audit.record, entry)
+            except SQLAlchemyError:  # the answer has gone out; a missing audit row must not pass silently
+                log.exception("AUDIT WRITE FAILED for %s", entry)
 
 
 def _presented_key(scope: dict, cookie_ok: bool) -> str | None:

@@ -24,7 +24,7 @@ from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, 
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from vitrina.ads.campaign import AdsError
@@ -235,6 +235,15 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     async def tampered(_: Request, exc: TamperedError) -> JSONResponse:
         log.error("integrity check failed: %s", exc)
         return JSONResponse({"detail": f"stored personal data failed its integrity check: {exc}"}, status_code=500)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_down(_: Request, exc: Exception) -> JSONResponse:
+        """The database cannot be reached (or refuses connections): 503, and the client may retry;
+        nothing was half-written, since every write is one transaction."""
+        log.error("database unavailable: %s", exc)
+        detail = f"the database is unavailable, retry shortly ({type(exc).__name__})"
+        return JSONResponse({"detail": detail}, status_code=503, headers={"retry-after": "5"})
 
     @app.exception_handler(DataError)
     async def bad_data(_: Request, exc: DataError) -> JSONResponse:

@@ -49,6 +49,7 @@ class ServingState:
         self.lock = threading.RLock()
         self._next_check = 0.0
         self._loading: str | None = None
+        self._failed: str | None = None  # the last version that failed to load (not retried)
         self.load_error: str | None = None
 
     def current(self) -> View:
@@ -68,8 +69,8 @@ class ServingState:
         self._next_check = time.monotonic() + self.settings.refresh_s
         version = current_version(self.settings.dir)
         if version is not None and (self.view is None or self.view.bundle.version != version):
-            if self._loading == version:
-                return
+            if self._loading == version or self._failed == version:
+                return  # being loaded, or refused already: the next publish is tried, not this one again
             if background:
                 self._loading = version
                 threading.Thread(target=self._swap, args=(version,), daemon=True, name="vitrina-load").start()
@@ -85,8 +86,11 @@ class ServingState:
     def _swap(self, version: str) -> None:
         try:
             view = self._load(version)
-        except (OSError, ValueError, KeyError) as exc:
-            self.load_error = f"version {version} cannot be loaded: {exc}"
+        except Exception as exc:
+            self.load_error = f"version {version} cannot be loaded ({type(exc).__name__}: {exc}); still serving " + (
+                self.view.bundle.version if self.view is not None else "nothing"
+            )
+            self._failed = version
             log.error(self.load_error)
         else:
             with self.lock:
