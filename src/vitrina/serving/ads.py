@@ -42,6 +42,8 @@ class CampaignStore:
 
     def put(self, specs: Sequence[Mapping[str, Any]]) -> list[str]:
         """Create or replace campaigns (all or none)."""
+        if not specs:
+            raise AdsError("no campaigns given: send one campaign object or a non-empty list")
         campaigns = [Campaign.from_dict(spec) for spec in specs]  # AdsError names the bad field
         now = time.time()
         with self.storage.begin() as conn:
