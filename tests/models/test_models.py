@@ -18,6 +18,8 @@ FAST = {
     "als": {"factors": 16, "regularization": 0.05},
     "bpr": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256},
     "lightgcn": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256, "n_layers": 2},
+    # Without privacy here (epsilon 0: the same code path as DP-SGD minus opacus); DP in test_dpbpr.py.
+    "dpbpr": {"epsilon": 0.0, "epochs": 60, "embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256},
 }
 
 

@@ -4,6 +4,7 @@ from vitrina.models import (  # noqa: F401  (registration)
     als,
     bpr,
     content_knn,
+    dpbpr,
     freedom,
     itemknn,
     lgmrec,

@@ -116,7 +116,9 @@ class Recommender(ABC):
         report = FitReport()
         best_state: dict[str, np.ndarray] | None = None
         best_value, bad = -np.inf, 0
-        bar = tqdm(range(1, max_epochs + 1), desc=f"{self.name}", disable=not progress, leave=False)
+        # A model may cap its epochs (DP-SGD: its privacy budget covers a planned number of passes).
+        limit = min(max_epochs, getattr(self, "epoch_limit", None) or max_epochs)
+        bar = tqdm(range(1, limit + 1), desc=f"{self.name}", disable=not progress, leave=False)
         for epoch in bar:
             t0 = time.perf_counter()
             loss = self._train_epoch(epoch)
