@@ -57,6 +57,9 @@ class Recommender(ABC):
     iterative: ClassVar[bool] = False
     # State arrays whose rows are users: what `forget_saved` removes (with the id and the seen row).
     user_rows: ClassVar[tuple[str, ...]] = ()
+    # Most epochs this model may train, whatever `fit` is given (DP-SGD: its privacy budget covers a
+    # planned number of passes). None: no cap of its own.
+    epoch_limit: int | None = None
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed = int(seed)
@@ -78,6 +81,11 @@ class Recommender(ABC):
     def _train_epoch(self, epoch: int) -> float | None:
         """One pass over the training data; returns the mean loss (None when not computed)."""
         raise NotImplementedError
+
+    def _epoch_figures(self) -> dict[str, float]:
+        """Figures of the training so far that go into each epoch's history row (and so into the
+        saved report), beside the loss and the validation metrics."""
+        return {}
 
     @abstractmethod
     def _score(self, users: np.ndarray) -> torch.Tensor:
@@ -116,13 +124,12 @@ class Recommender(ABC):
         report = FitReport()
         best_state: dict[str, np.ndarray] | None = None
         best_value, bad = -np.inf, 0
-        # A model may cap its epochs (DP-SGD: its privacy budget covers a planned number of passes).
-        limit = min(max_epochs, getattr(self, "epoch_limit", None) or max_epochs)
+        limit = min(max_epochs, self.epoch_limit or max_epochs)
         bar = tqdm(range(1, limit + 1), desc=f"{self.name}", disable=not progress, leave=False)
         for epoch in bar:
             t0 = time.perf_counter()
             loss = self._train_epoch(epoch)
-            row: dict[str, float] = {"epoch": epoch, "seconds": time.perf_counter() - t0}
+            row: dict[str, float] = {"epoch": epoch, "seconds": time.perf_counter() - t0, **self._epoch_figures()}
             if loss is not None:
                 if not np.isfinite(loss):
                     raise FloatingPointError(f"{self.name}: loss became {loss} at epoch {epoch}")

@@ -16,6 +16,11 @@ from vitrina.models.base import Recommender, register
 from vitrina.models.sampling import PairSampler
 
 
+def xavier_rows(rows: int, dim: int, gen: torch.Generator) -> torch.Tensor:
+    """An embedding table drawn with Xavier-normal scale, as the BPR/LightGCN reference code does."""
+    return torch.randn(rows, dim, generator=gen) * (2.0 / (rows + dim)) ** 0.5
+
+
 @register
 class BPR(Recommender):
     name = "bpr"
@@ -43,14 +48,10 @@ class BPR(Recommender):
 
     def _init_training(self, data: Snapshot) -> None:
         gen = torch.Generator().manual_seed(self.seed)
-        self.user_emb = nn.Parameter(self._xavier(data.n_users, gen))
-        self.item_emb = nn.Parameter(self._xavier(data.n_items, gen))
+        self.user_emb = nn.Parameter(xavier_rows(data.n_users, self.dim, gen))
+        self.item_emb = nn.Parameter(xavier_rows(data.n_items, self.dim, gen))
         self.sampler = PairSampler(data.train, self.batch_size, self.seed)
         self.optimizer = torch.optim.Adam([self.user_emb, self.item_emb], lr=self.lr)
-
-    def _xavier(self, rows: int, gen: torch.Generator) -> torch.Tensor:
-        std = (2.0 / (rows + self.dim)) ** 0.5
-        return torch.randn(rows, self.dim, generator=gen) * std
 
     def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User and item embeddings used for scoring; MF uses the free parameters directly."""

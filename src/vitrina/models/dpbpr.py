@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import Recommender, register
+from vitrina.models.bpr import xavier_rows
 from vitrina.models.sampling import PairSampler
 
 
@@ -31,8 +32,8 @@ class _MF(nn.Module):
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
         with torch.no_grad():
-            for table, rows in ((self.user, n_users), (self.item, n_items)):
-                table.weight.copy_(torch.randn(rows, dim, generator=gen) * (2.0 / (rows + dim)) ** 0.5)
+            self.user.weight.copy_(xavier_rows(n_users, dim, gen))
+            self.item.weight.copy_(xavier_rows(n_items, dim, gen))
 
     def forward(self, triples: torch.Tensor) -> torch.Tensor:
         """Per-triple BPR loss for [batch, 3] (user, positive, negative)."""
@@ -76,7 +77,7 @@ class DPBPR(Recommender):
             int(epochs),
         )
         self.dim, self.lr, self.batch_size = int(embedding_dim), float(learning_rate), int(batch_size)
-        self.spent: float | None = None
+        self.epoch_limit = self.epochs  # the privacy budget covers `epochs` passes, no more
 
     def _init_training(self, data: Snapshot) -> None:
         gen = torch.Generator().manual_seed(self.seed)
@@ -106,11 +107,6 @@ class DPBPR(Recommender):
             self.model = self.net
         self.optimizer, self.loader = optimizer, loader
 
-    @property
-    def epoch_limit(self) -> int:
-        """The privacy budget covers `epochs` passes, no more."""
-        return self.epochs
-
     def _train_epoch(self, epoch: int) -> float:
         total, n = 0.0, 0
         self.model.train()
@@ -124,9 +120,18 @@ class DPBPR(Recommender):
             self.optimizer.step()
             total += float(loss.detach()) * len(users)
             n += len(users)
-        if self.engine is not None:
-            self.spent = float(self.engine.get_epsilon(self.delta))
         return total / max(n, 1)
+
+    def _epoch_figures(self) -> dict[str, float]:
+        """The privacy spent by every step so far (what the released weights cost, whichever epoch
+        early stopping keeps)."""
+        return {"epsilon_spent": float(self.engine.get_epsilon(self.delta))} if self.engine is not None else {}
+
+    @property
+    def spent(self) -> float | None:
+        """ε spent by the training (the saved report keeps it); None without privacy."""
+        history = self.report.history
+        return history[-1].get("epsilon_spent") if history else None
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
@@ -137,9 +142,8 @@ class DPBPR(Recommender):
         return self.net.user.weight.detach().numpy().copy(), self.net.item.weight.detach().numpy().copy()
 
     def _state(self) -> dict[str, np.ndarray]:
-        weights = {"user": self.net.user.weight, "item": self.net.item.weight}
-        state = {k: w.detach().numpy().copy() for k, w in weights.items()}
-        return {**state, "epsilon_spent": np.array([np.nan if self.spent is None else self.spent])}
+        users, items = self.factors()
+        return {"user": users, "item": items}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         if not hasattr(self, "net"):
@@ -148,7 +152,3 @@ class DPBPR(Recommender):
         with torch.no_grad():
             self.net.user.weight.copy_(torch.from_numpy(state["user"]))
             self.net.item.weight.copy_(torch.from_numpy(state["item"]))
-        if getattr(self, "engine", None) is None:  # loading a saved model; while training, early stopping
-            # restores an earlier epoch's weights but the privacy spent stays that of every step taken.
-            spent = float(state["epsilon_spent"][0]) if "epsilon_spent" in state else float("nan")
-            self.spent = None if np.isnan(spent) else spent

@@ -221,15 +221,17 @@ class SASRec(MultimodalRecommender):
         codes = np.zeros(events.nnz, dtype=np.int64) if types is None else np.asarray(types, dtype=np.int64) + 1
         if len(codes) != events.nnz:
             raise ValueError(f"{self.name}: {len(codes)} event types for {events.nnz} events")
-        lengths = np.diff(self.seq_indptr) + np.diff(events.indptr)
-        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        items = np.empty(indptr[-1], dtype=np.int64)
-        kinds = np.empty(indptr[-1], dtype=np.int64)
-        for u in range(len(lengths)):
-            old = slice(self.seq_indptr[u], self.seq_indptr[u + 1])
-            new = slice(events.indptr[u], events.indptr[u + 1])
-            items[indptr[u] : indptr[u + 1]] = np.concatenate([self.seq_items[old], events.indices[new]])
-            kinds[indptr[u] : indptr[u + 1]] = np.concatenate([self.seq_types[old], codes[new]])
+        n_users = len(self.seq_indptr) - 1
+        owners = np.concatenate(
+            [
+                np.repeat(np.arange(n_users), np.diff(self.seq_indptr)),
+                np.repeat(np.arange(n_users), np.diff(events.indptr)),
+            ]
+        )
+        order = np.argsort(owners, kind="stable")  # per user: the old sequence, then the new events
+        items = np.concatenate([self.seq_items, events.indices.astype(np.int64)])[order]
+        kinds = np.concatenate([self.seq_types, codes])[order]
+        indptr = np.searchsorted(owners[order], np.arange(n_users + 1)).astype(np.int64)
         self.seq_items, self.seq_types, self.seq_indptr = items, kinds, indptr
 
     # --- scoring ---------------------------------------------------------------------------------
@@ -254,7 +256,7 @@ class SASRec(MultimodalRecommender):
     def purchase_propensity(self, users: np.ndarray) -> np.ndarray:
         """P(the next event of each user, dense indices, is a purchase), from their sequence so far."""
         self._check_fitted()
-        if not self.typed or self.net.propensity is None:
+        if self.net.propensity is None:
             raise ValueError(f"{self.name}: trained without typed events that include purchases")
         users = np.asarray(users, dtype=np.int64)
         with torch.no_grad():
