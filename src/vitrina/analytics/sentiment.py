@@ -113,9 +113,6 @@ class EncoderLogistic:
             self._engine = make_encoder(self.encoder, dict(self.encoder_params))
         return self._engine.encode(list(texts))
 
-    def with_c(self, C: float) -> EncoderLogistic:
-        return dataclasses.replace(self, C=C, _model=None)
-
     def fit(self, x: np.ndarray, labels: np.ndarray) -> EncoderLogistic:
         self._model = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
         self._model.fit(np.asarray(x, dtype=np.float32), np.asarray(labels, dtype=int))

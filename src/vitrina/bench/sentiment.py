@@ -38,7 +38,7 @@ WORD_C = (4.0, 16.0)
 CHAR_C = (4.0, 16.0)
 WEIGHTS = (0.3, 0.4, 0.5, 0.6, 0.7)
 ENCODER_C = (0.1, 1.0)
-ENCODER_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+ENCODER_WEIGHTS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
 def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -123,31 +123,29 @@ def run(
             view = template.with_c(c).fit([], y_train, x=x_train)
             views[name][c] = view.proba(x=x_valid)
             fitted[(name, c)] = view
-    enc_views: dict[float, np.ndarray] = {0.0: np.zeros(len(valid))}
-    enc_fitted: dict[float, EncoderLogistic] = {}
+    # Encoder options: none, or a fitted encoder view (one per C) with a weight in the blend.
+    enc_options: list[tuple[EncoderLogistic | None, float, np.ndarray]] = [(None, 0.0, np.zeros(len(valid)))]
     if encoder:
         for c in tqdm(ENCODER_C, desc="encoder view", leave=False):
-            enc_fitted[c] = EncoderLogistic(encoder, C=c).fit(embeddings["train"], y_train)
-            enc_views[c] = enc_fitted[c].proba(embeddings["valid"])
-    enc_weights = ENCODER_WEIGHTS if encoder else (0.0,)
+            view = EncoderLogistic(encoder, C=c).fit(embeddings["train"], y_train)
+            p_valid = view.proba(embeddings["valid"])
+            enc_options += [(view, w, p_valid) for w in ENCODER_WEIGHTS]
 
-    def blend(wc: float, cc: float, w: float, ec: float, ew: float) -> np.ndarray:
-        return (1 - ew) * (w * views["word"][wc] + (1 - w) * views["char"][cc]) + ew * enc_views[ec]
+    def blend(wc: float, cc: float, w: float, option: int) -> np.ndarray:
+        _, ew, pe = enc_options[option]
+        return (1 - ew) * (w * views["word"][wc] + (1 - w) * views["char"][cc]) + ew * pe
 
     candidates = [
-        (float(accuracy_score(y_valid, blend(wc, cc, w, ec, ew) > 0.5)), wc, cc, w, ec, ew)
+        (float(accuracy_score(y_valid, blend(wc, cc, w, k) > 0.5)), wc, cc, w, k)
         for wc in views["word"]
         for cc in views["char"]
         for w in WEIGHTS
-        for ec in enc_views
-        for ew in enc_weights
-        if (ec == 0.0) == (ew == 0.0)
+        for k in range(len(enc_options))
     ]
-    valid_acc, word_c, char_c, weight, enc_c, enc_weight = max(candidates, key=lambda t: t[0])
-    model = SentimentModel(
-        fitted[("word", word_c)], fitted[("char", char_c)], weight, enc_fitted.get(enc_c), enc_weight
-    )
-    model.calibrate(blend(word_c, char_c, weight, enc_c, enc_weight), y_valid)
+    valid_acc, word_c, char_c, weight, option = max(candidates, key=lambda t: t[0])
+    enc_view, enc_weight, _ = enc_options[option]
+    model = SentimentModel(fitted[("word", word_c)], fitted[("char", char_c)], weight, enc_view, enc_weight)
+    model.calibrate(blend(word_c, char_c, weight, option), y_valid)
     train_seconds = time.perf_counter() - start
     if save is not None:
         model.save(save)
@@ -186,8 +184,8 @@ def run(
             "word_C": word_c,
             "char_C": char_c,
             "word_weight": weight,
-            "encoder": encoder if enc_weight > 0 else None,
-            "encoder_C": enc_c if enc_weight > 0 else None,
+            "encoder": encoder if enc_view is not None else None,
+            "encoder_C": enc_view.C if enc_view is not None else None,
             "encoder_weight": enc_weight,
             "valid_accuracy": valid_acc,
             "candidates": len(candidates),

@@ -23,8 +23,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from vitrina.data.schema import api_keys_table
 from vitrina.data.storage import Storage
 
-__all__ = ["ROLES", "SCOPES", "ApiKey", "ApiKeyError", "KeyStore"]
+__all__ = ["ROLES", "SCOPES", "UNLISTED", "ApiKey", "ApiKeyError", "KeyStore"]
 
+UNLISTED = "unlisted"
 # What each scope lets a key do (the routes each needs: vitrina.privacy.access.ROUTES).
 SCOPES: dict[str, str] = {
     "recommend:read": "recommendations, similar items, bought together",
@@ -38,6 +39,7 @@ SCOPES: dict[str, str] = {
     "ads:write": "create and change campaigns (audited)",
     "metrics:read": "Prometheus metrics",
     "dashboard:read": "the admin dashboard and the audit log",
+    UNLISTED: "routes without an access rule of their own (closed by default: admin keys only)",
 }
 _ALL = frozenset(SCOPES)
 ROLES: dict[str, frozenset[str]] = {

@@ -20,13 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import unquote
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from vitrina.privacy.audit import AuditEntry, AuditLog
-from vitrina.privacy.keys import ApiKey, KeyStore
+from vitrina.privacy.keys import UNLISTED, ApiKey, KeyStore
 from vitrina.serving.replies import send_json_error
 
 __all__ = ["COOKIE", "ROUTES", "AccessControl", "RateLimiter", "Rule", "rule_for"]
@@ -70,7 +69,7 @@ ROUTES: tuple[Rule, ...] = (
     _rule("GET|HEAD", r"^/campaigns$", "ads:read"),
     _rule("POST|PUT|DELETE", r"^/campaigns(/[^/]+)?$", "ads:write", "admin"),
 )
-_CLOSED = Rule(frozenset(), re.compile(""), "*")  # no rule: every scope needed (admin keys only)
+_CLOSED = Rule(frozenset(), re.compile(""), UNLISTED)  # no rule: a scope only admin keys have
 _SUBJECT = re.compile(r"^/users/([^/]+)")
 
 
@@ -138,8 +137,8 @@ class AccessControl:
             if key is None:
                 await _deny(send, 401, "the API key is unknown, malformed or revoked")
                 return
-            if rule.scope not in key.scopes and not (rule.scope == "*" and key.role == "admin"):
-                need = "an admin key" if rule.scope == "*" else f"scope {rule.scope}"
+            if rule.scope not in key.scopes:
+                need = "an admin key" if rule.scope == UNLISTED else f"scope {rule.scope}"
                 await _deny(send, 403, f"key {key.key_id} (role {key.role}) may not {method} {path}: needs {need}")
                 return
             wait = self.limiter.take(key.key_id, key.rate_per_min or self.rate_per_min)
@@ -162,7 +161,7 @@ class AccessControl:
             await self.app(scope, receive, send_status)
         finally:
             found = _SUBJECT.match(path)
-            subject = self.subject_of(unquote(found.group(1))) if found else None
+            subject = self.subject_of(found.group(1)) if found else None  # ASGI paths arrive decoded
             if found:  # the log names the shopper by pseudonym, never by the id in the request
                 path = f"/users/{subject}{path[found.end() :]}"
             entry = AuditEntry(

@@ -526,7 +526,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         return {
             "user_id": user_id,
             "pseudonym": pid,
-            "attributes": storage.personal.reveal(attributes, pid) if storage.personal else attributes,
+            "attributes": personal.reveal(attributes, pid) if personal is not None else attributes,
             "recent": [{"item_id": i, "type": t, "value": val} for i, t, val in history],
         }
 
@@ -647,7 +647,7 @@ def serving_models(cfg: Config, image_encoder: str | None, text_encoder: str | N
     elif image_encoder:
         image = make_encoder(image_encoder, {})
     return Models(
-        text_encoder=text_encoder_from_config(cfg, text_encoder) if text_encoder else text_encoder_from_config(cfg),
+        text_encoder=text_encoder_from_config(cfg, text_encoder),
         image_encoder=image,
         recognizer=AudioSettings.from_config(cfg).recognizer(),
     )

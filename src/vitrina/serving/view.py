@@ -79,7 +79,10 @@ class View:
         self.live_rows = None if self.alive.all() else np.flatnonzero(self.alive)
         self.factor_rows = np.flatnonzero(self.has_factors & self.alive)
         self.pop_z = _standardise(self.popularity, self.live_rows)
-        self.sentiment_z = self._sentiment_z()
+        # Review sentiment's share of every ranking ([serve] sentiment_weight × its standardised value).
+        self.mood = self.settings.sentiment_weight * self._sentiment_z()
+        self.popular = self.pop_z + self.mood  # the ranking when nothing is known about the shopper
+        self.popular.flags.writeable = False  # `scores` hands it out as it is
         meta = self.meta
         self._titles = [t if isinstance(t, str) and t else i for t, i in zip(meta["title"], self.ids, strict=True)]
         self._cards = [
@@ -229,27 +232,25 @@ class View:
         b = self.bundle
         if self.item_factors.shape[1]:
             u = b.users.lookup([user_id])[0] if user_id is not None else -1
-            profile = b.user_factors[u] if u >= 0 else None
+            vector = b.user_factors[u] if u >= 0 else None
             fr = rows[self.has_factors[rows]] if len(rows) else rows
             if len(fr):
                 fw = weights[self.has_factors[rows]]
                 recent = (fw[:, None] * self.item_factors[fr]).sum(0) / fw.sum()
                 recent = recent.astype(np.float32)
-                profile = recent if profile is None else (1 - s.session_weight) * profile + s.session_weight * recent
-            if profile is not None:
-                cf = _standardise(self.item_factors @ profile.astype(np.float32), self.factor_rows)
+                vector = recent if vector is None else (1 - s.session_weight) * vector + s.session_weight * recent
+            if vector is not None:
+                cf = _standardise(self.item_factors @ vector.astype(np.float32), self.factor_rows)
                 cf[~self.has_factors] = 0.0
                 parts.append((1 - s.content_weight, cf))
         if len(rows):
             query = (weights[:, None] * self.joint[rows]).sum(0)
             content = _standardise(self.joint @ query.astype(np.float32), self.live_rows)
             parts.append((s.content_weight if parts else 1.0, content))
-        pop = self.pop_z + s.sentiment_weight * self.sentiment_z
         if not parts:
-            return pop, "popular"
+            return self.popular, "popular"
         total = sum(w for w, _ in parts)
-        mood = s.sentiment_weight * self.sentiment_z
-        return sum(w * p for w, p in parts) / max(total, 1e-12) + mood + 1e-3 * self.pop_z, "personal"
+        return sum(w * p for w, p in parts) / max(total, 1e-12) + self.mood + 1e-3 * self.pop_z, "personal"
 
     def recommend(
         self,

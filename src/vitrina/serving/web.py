@@ -122,6 +122,9 @@ def mount_web(
 ) -> None:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     sentiment_model = SentimentModel.load(state.settings.sentiment_model) if state.settings.sentiment_model else None
+    # P(positive) per review id as the model read it: reviews do not change, so each is read once per
+    # worker (the model's encoder view costs tens of milliseconds a review), not on every page view.
+    review_reading: dict[str, float] = {}
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     plots: dict[tuple[str, str], bytes] = {}
 
@@ -233,8 +236,12 @@ def mount_web(
                 "model_positive": None,
             }
             if sentiment_model is not None:
-                read = sentiment_model.predict_proba(reviews["text"].fillna("").tolist())
-                sentiment["model_positive"] = float((read > 0.5).mean())
+                ids = reviews["review_id"].astype(str)
+                unread = ~ids.isin(review_reading)
+                if unread.any():
+                    fresh = sentiment_model.predict_proba(reviews.loc[unread, "text"].fillna("").tolist())
+                    review_reading.update(zip(ids[unread], fresh.tolist(), strict=True))
+                sentiment["model_positive"] = float((ids.map(review_reading) > 0.5).mean())
         title, items = recs(view, user_of(request), 6, feed=False)
         return page(
             request,
