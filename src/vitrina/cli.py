@@ -863,13 +863,20 @@ def demo(
         _serve(ctx, cfg, overrides, workers, None, port, access_log=False)
 
 
-def _key_store(ctx: typer.Context) -> tuple[Any, Any]:
-    from vitrina.privacy.audit import AuditLog
-    from vitrina.privacy.keys import KeyStore
+def _shop_storage(ctx: typer.Context) -> Any:
+    """The configured database, opened as the service opens it ([privacy] applied), schema ensured."""
     from vitrina.privacy.personal import open_storage
 
     storage = open_storage(_config(ctx))
     storage.create_schema()
+    return storage
+
+
+def _key_store(ctx: typer.Context) -> tuple[Any, Any]:
+    from vitrina.privacy.audit import AuditLog
+    from vitrina.privacy.keys import KeyStore
+
+    storage = _shop_storage(ctx)
     return KeyStore(storage), AuditLog(storage)
 
 
@@ -943,12 +950,11 @@ def audit(
 
 def _accountant(ctx: typer.Context) -> Any:
     from vitrina.privacy.dp import PrivacyAccountant
-    from vitrina.privacy.personal import open_storage
 
     cfg = _config(ctx)
-    storage = open_storage(cfg)
-    storage.create_schema()
-    return PrivacyAccountant(storage, float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget")))
+    return PrivacyAccountant(
+        _shop_storage(ctx), float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget"))
+    )
 
 
 @privacy_app.command("release")
@@ -1006,7 +1012,7 @@ def privacy_rotate_key(
     from vitrina.privacy.audit import AuditEntry, AuditLog
     from vitrina.privacy.personal import reencrypt_users, versions_in_use
 
-    storage = _accountant(ctx).storage
+    storage = _shop_storage(ctx)
     personal = storage.personal
     version = personal.keyring.rotate()
     done = reencrypt_users(storage, personal)
@@ -1032,7 +1038,7 @@ def privacy_export(
     from vitrina.serving.settings import ServeSettings
 
     cfg = _config(ctx)
-    storage = _accountant(ctx).storage
+    storage = _shop_storage(ctx)
     pid = storage.personal.user_id(user)
     found = export_user(storage, ServeSettings.from_config(cfg).dir, pid)
     AuditLog(storage).record(
@@ -1056,7 +1062,7 @@ def privacy_forget(
     from vitrina.serving.settings import ServeSettings
 
     settings = ServeSettings.from_config(_config(ctx))
-    storage = _accountant(ctx).storage
+    storage = _shop_storage(ctx)
     pid = storage.personal.user_id(user)
     cache = RecentCache.from_url(settings.redis_url) if settings.redis_url else None
     report = forget_user(storage, settings.dir, pid, LiveStore(storage, cache))

@@ -141,7 +141,7 @@ def test_forget_saved_removes_a_shopper(name: str, fitted: dict, tmp_path) -> No
     with pytest.raises(UnknownIdError):
         back.recommend("u3")
     assert back.seen.shape == (len(back.users), model.seen.shape[1])
-    others = [u for u in ("u0", "u5", "u7")]
+    others = ["u0", "u5", "u7"]
     for u in others:
         np.testing.assert_array_equal(back.seen[back.users.index(u)].indices, model.seen[model.users.index(u)].indices)
     if name in ("bpr", "als", "pop"):  # user vectors do not depend on one another

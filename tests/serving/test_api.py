@@ -64,7 +64,7 @@ def test_recommendations_follow_history_and_explain(client: TestClient, served) 
     own = [
         sum(i["category"].startswith(tops[u % len(tops)]) for i in _top(client, f"u{u:02d}", 5)) / 5 for u in range(24)
     ]
-    assert np.mean(own) >= 0.55, own
+    assert np.mean(own) >= 0.6, own  # 3 of 5 on average, the bar one shopper had to clear before
     items = _top(client, "u00", 5)
     seen = {i for i, _, _ in LiveStore(storage).history(storage.personal.user_id("u00"))}  # stored by pseudonym
     assert not seen & {i["item_id"] for i in items}

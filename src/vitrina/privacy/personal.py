@@ -23,7 +23,6 @@ import hmac
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +113,8 @@ class FieldCipher:
             self._aead[version] = AESGCM(self.keyring.data_key(version))
         return self._aead[version]
 
-    def encrypt(self, text: str, user_id: str, field: str) -> str:
-        version = self.keyring.current_version()
+    def encrypt(self, text: str, user_id: str, field: str, version: int) -> str:
+        """Under data key `version` (the keyring's current one, looked up once per batch by callers)."""
         nonce = secrets.token_bytes(12)
         sealed = self._for(version).encrypt(nonce, text.encode("utf-8"), f"{user_id}\0{field}".encode())
         return f"enc:v{version}:{base64.b64encode(nonce + sealed).decode('ascii')}"
@@ -135,6 +134,12 @@ class FieldCipher:
     def version_of(token: Any) -> int | None:
         match = _TOKEN.match(token) if isinstance(token, str) else None
         return int(match.group(1)) if match else None
+
+    @staticmethod
+    def versions(attributes: dict[str, Any] | None) -> set[int]:
+        """The data-key versions an attributes record's encrypted fields are under."""
+        found = (FieldCipher.version_of(v) for v in (attributes or {}).values())
+        return {v for v in found if v is not None}
 
 
 @dataclass
@@ -167,15 +172,17 @@ class PersonalData:
             return
         values["user_id"] = [None if u is None else self.user_id(str(u)) for u in values["user_id"]]
         if kind == "users" and self.fields:
+            version = self.keyring.current_version()
             values["attributes"] = [
-                self.seal(a, u) for a, u in zip(values["attributes"], values["user_id"], strict=True)
+                self.seal(a, u, version) for a, u in zip(values["attributes"], values["user_id"], strict=True)
             ]
 
-    def seal(self, attributes: dict[str, Any] | None, user_id: str) -> dict[str, Any] | None:
+    def seal(self, attributes: dict[str, Any] | None, user_id: str, version: int) -> dict[str, Any] | None:
+        """Attributes with the personal fields not yet encrypted encrypted under data key `version`."""
         if not attributes:
             return attributes
         return {
-            k: self.cipher.encrypt(str(v), user_id, k)
+            k: self.cipher.encrypt(str(v), user_id, k, version)
             if k in self.fields and v is not None and FieldCipher.version_of(v) is None
             else v
             for k, v in attributes.items()
@@ -191,9 +198,7 @@ class PersonalData:
         }
 
 
-def reencrypt_users(
-    storage: Any, personal: PersonalData, batch: int = 500, progress: Callable[[int], None] | None = None
-) -> dict[str, int]:
+def reencrypt_users(storage: Any, personal: PersonalData, batch: int = 500) -> dict[str, int]:
     """Re-encrypt every personal field not under the current data key, a few hundred users per
     transaction (the service keeps reading: each row is valid under one of the kept keys throughout)."""
     current = personal.keyring.current_version()
@@ -208,21 +213,14 @@ def reencrypt_users(
             break
         last = rows[-1][0]
         scanned += len(rows)
-        changed = [(u, a) for u, a in rows if _stale(a, current)]
+        changed = [(u, a) for u, a in rows if FieldCipher.versions(a) - {current}]
         if changed:
             with storage.begin() as conn:
                 for user_id, attributes in changed:
-                    fresh = personal.seal(personal.reveal(attributes, user_id), user_id)
+                    fresh = personal.seal(personal.reveal(attributes, user_id), user_id, current)
                     conn.execute(sa.update(t).where(t.c.user_id == user_id).values(attributes=fresh))
             rewritten += len(changed)
-        if progress is not None:
-            progress(len(rows))
     return {"users_scanned": scanned, "users_rewritten": rewritten, "key_version": current}
-
-
-def _stale(attributes: dict[str, Any] | None, current: int) -> bool:
-    versions: Iterable[int | None] = (FieldCipher.version_of(v) for v in (attributes or {}).values())
-    return any(v is not None and v != current for v in versions)
 
 
 def versions_in_use(storage: Any) -> set[int]:
@@ -230,14 +228,14 @@ def versions_in_use(storage: Any) -> set[int]:
     used: set[int] = set()
     with storage.engine.connect() as conn:
         for (attributes,) in conn.execute(sa.select(users_table.c.attributes)):
-            used.update(v for v in map(FieldCipher.version_of, (attributes or {}).values()) if v is not None)
+            used |= FieldCipher.versions(attributes)
     return used
 
 
-def open_storage(cfg: Any, **kwargs: Any) -> Any:
+def open_storage(cfg: Any) -> Any:
     """The configured database with `[privacy]` applied to every write: how the CLI, the demo and
     the service open it."""
     from vitrina.data.storage import Storage
 
     batch = int(cfg.get("storage.batch_size", 5000))
-    return Storage(cfg.storage_url, batch_size=batch, personal=PersonalData.from_config(cfg), **kwargs)
+    return Storage(cfg.storage_url, batch_size=batch, personal=PersonalData.from_config(cfg))
