@@ -68,6 +68,7 @@ def invoke(env: dict[str, str], *args: str):
         ["privacy", "export"],
         ["privacy", "forget"],
         ["privacy", "rotate-key"],
+        ["bench", "federated"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
@@ -335,3 +336,30 @@ def test_privacy_export_and_forget_a_shopper(env: dict[str, str], tmp_path: Path
     assert again.exit_code == 2 and "unknown user" in again.output
     rotated = json.loads(invoke(env, "privacy", "rotate-key", "--retire").stdout)
     assert rotated["key_version"] == 2 and rotated["retired"] == [1]
+
+
+def test_bench_federated_compares_with_central_training(env: dict[str, str], tmp_path: Path) -> None:
+    """Flower simulation end to end: a grid over local epochs selected on validation, bytes per
+    round measured on the messages (the item matrix each way per client), the central row beside."""
+    out = tmp_path / "fed.json"
+    env = {**env, "VITRINA_PRIVACY__FEDERATED__CLIENTS": "2", "VITRINA_PRIVACY__FEDERATED__MAX_ROUNDS": "3"}
+    result = invoke(
+        env, "bench", "federated", "--dataset", "tiktok", "-p", "federated.local_epochs=1,2", "--out", str(out)
+    )
+    assert "| central | 1 |" in result.output and "| **federated** | 2 |" in result.output
+    payload = json.loads(out.read_text())
+    rows = payload["federated"]
+    assert [r["settings"]["local_epochs"] for r in rows] == [1, 2] and sum(r["selected"] for r in rows) == 1
+    best = max(rows, key=lambda r: r["valid"]["recall@20"])
+    assert best["selected"] and all(r["rounds"] == 3 for r in rows)
+    item_bytes = 60 * 64 * 4  # items × [models.bpr] embedding_dim × float32, to and from 2 clients
+    assert all(
+        2 * 2 * item_bytes <= h["bytes_down"] + h["bytes_up"] < 2 * 2 * (item_bytes + 1024) for h in best["history"]
+    )
+    assert payload["central"]["upload_bytes"] == payload["snapshot"]["train"] * 8
+    assert payload["central"]["test"]["users"] == best["test"]["users"]
+
+
+def test_bench_federated_unknown_setting_is_a_clear_error(env: dict[str, str]) -> None:
+    result = runner.invoke(app, ["bench", "federated", "--dataset", "tiktok", "-p", "federated.rounds=3"], env=env)
+    assert result.exit_code == 2 and "unknown federated setting(s) rounds" in result.output

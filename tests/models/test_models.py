@@ -128,6 +128,25 @@ def test_itemknn_observes_new_events(snap: Snapshot, fitted: dict, tmp_path) -> 
     np.testing.assert_allclose(model.score(np.array([u]))[0], expected.toarray()[0], rtol=1e-5)
 
 
+def test_als_observe_solves_the_user_step_again(snap: Snapshot, fitted: dict, tmp_path) -> None:
+    """A grown history gives the user the factors ALS's closed-form user step would (confidence
+    alpha on the observed items, the item factors as trained); users without new events keep theirs."""
+    model = Recommender.load(fitted["als"].save(tmp_path / "copy"))
+    before = model.user_factors.clone()
+    model.observe(snap.valid)
+    y = model.item_factors.double().numpy()
+    has_valid = np.diff(snap.valid.indptr) > 0
+    u = int(np.flatnonzero(has_valid)[0])
+    items = (snap.train[u] + snap.valid[u]).indices
+    a = y.T @ y + model.regularization * np.eye(y.shape[1]) + (model.alpha - 1) * y[items].T @ y[items]
+    expected = np.linalg.solve(a, model.alpha * y[items].sum(0))
+    np.testing.assert_allclose(model.user_factors[u].numpy(), expected, rtol=1e-3, atol=1e-4)
+    assert torch.equal(model.user_factors[~torch.from_numpy(has_valid)], before[~torch.from_numpy(has_valid)])
+    new_items = set(snap.items.to_ids(snap.valid[u].indices).tolist())
+    assert not new_items & {i for i, _ in model.recommend(str(snap.users.ids[u]), k=snap.n_items - 1)}
+    assert_reloads_identically(model, tmp_path / "grown", n_users=20)
+
+
 @pytest.mark.parametrize("name", list(FAST))
 def test_forget_saved_removes_a_shopper(name: str, fitted: dict, tmp_path) -> None:
     """An erasure request on a saved model: the shopper's id, seen row and vector go; the others

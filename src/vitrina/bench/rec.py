@@ -87,7 +87,7 @@ class RunResult:
     # Table row name: the model, or the model and its setting in an ablation (every setting shown).
     label: str = ""
     seconds_per_epoch: float = 0.0
-    # Models with `observe` only (sequential, graph, item-kNN): test metrics with the validation
+    # Models with `observe` only (sequential, graph, item-kNN, ALS): test metrics with the validation
     # interactions added to each user's history at test time (no retraining), the usual protocol of
     # next-item evaluation.
     test_with_valid_history: dict[str, float] = field(default_factory=dict)

@@ -6,6 +6,7 @@ Each ALS sweep counts as one epoch, so the same early stopping on validation app
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
@@ -41,6 +42,24 @@ class ALS(Recommender):
         with threadpool_limits(1, "blas"):
             self.model.fit(self.train, show_progress=False)
         self._load_state({"user_factors": self.model.user_factors, "item_factors": self.model.item_factors})
+
+    def observe(self, events: sp.csr_matrix) -> None:
+        """New (user, item) events join the shoppers' histories and ALS's user step runs again for
+        them against the trained item factors (implicit's `recalculate_user`, exact for ALS), so
+        later scores use them without retraining; item factors and other shoppers stay as trained."""
+        self._add_seen(events)
+        assert self.seen is not None
+        users = np.unique(events.tocoo().row)
+        if not len(users):
+            return
+        with threadpool_limits(1, "blas"):
+            solver = AlternatingLeastSquares(
+                factors=self.factors, regularization=self.regularization, alpha=self.alpha, random_state=self.seed
+            )
+            solver.item_factors = self.item_factors.numpy()
+            self.user_factors[torch.from_numpy(users)] = torch.from_numpy(
+                solver.recalculate_user(users, self.seen[users])
+            )
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         return self.user_factors[torch.from_numpy(users)] @ self.item_factors.T

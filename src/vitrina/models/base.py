@@ -157,6 +157,23 @@ class Recommender(ABC):
         self.report = report
         return self
 
+    def train_epochs(
+        self, data: Snapshot, epochs: int, start: dict[str, np.ndarray]
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """Train `epochs` epochs on `data` from the given parameters (the rest freshly initialised;
+        a fresh optimiser, no validation) and return (parameters, last epoch's loss): one round of a
+        federated client, whose starting point comes from the server and its own last round."""
+        if not self.iterative:
+            raise TypeError(f"{self.name}: not trained in epochs")
+        torch.manual_seed(self.seed)
+        self.users, self.items, self.seen = data.users, data.items, data.train
+        self._init_training(data)
+        self._load_state({**self._state(), **start})
+        loss = float("nan")
+        for epoch in range(1, epochs + 1):
+            loss = float(self._train_epoch(epoch) or 0.0)
+        return self._state(), loss
+
     def _score_np(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
             return self._score(np.asarray(users, dtype=np.int64))
