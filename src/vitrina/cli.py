@@ -979,10 +979,7 @@ def audit(
 def _accountant(ctx: typer.Context) -> Any:
     from vitrina.privacy.dp import PrivacyAccountant
 
-    cfg = _config(ctx)
-    return PrivacyAccountant(
-        _shop_storage(ctx), float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget"))
-    )
+    return PrivacyAccountant.from_config(_shop_storage(ctx), _config(ctx))
 
 
 @privacy_app.command("release")

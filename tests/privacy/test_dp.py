@@ -80,3 +80,28 @@ def test_accountant_refuses_past_the_budget_and_records_nothing(storage: Storage
     private_counts(again, "shop", "q3", events, "item_id", 0.4)
     with pytest.raises(ValueError, match="delta > 0"):
         private_counts(again, "other", "q", events, "item_id", 0.1, "gaussian")
+
+
+def test_a_release_is_stored_with_its_cost_and_shown_again_for_free(storage: Storage) -> None:
+    """What was published is kept (same transaction as the spend): re-reading it costs nothing, and a
+    refused release leaves no published row."""
+    acc = PrivacyAccountant(storage, epsilon_budget=1.0)
+    events = pd.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["x", "x", "y"]})
+    first, _ = private_counts(acc, "shop", "shoppers per item", events, "item_id", 0.3, seed=0)
+    second, r2 = private_counts(acc, "shop", "shoppers per item", events, "item_id", 0.5, seed=1)
+    with pytest.raises(BudgetExceeded):
+        private_counts(acc, "shop", "shoppers per category", events, "item_id", 0.5)
+    [latest] = acc.latest_releases(top=1)
+    assert latest["query"] == "shoppers per item" and latest["epsilon"] == 0.5 and latest["keys"] == 2
+    assert latest["mechanism"] == "laplace" and latest["noise_scale"] == r2.noise_scale
+    assert latest["top"] == [(second.idxmax(), pytest.approx(second.max()))]
+    assert acc.spent("shop") == (pytest.approx(0.8), 0.0)  # reading releases spends nothing
+    [budget] = acc.budgets()
+    assert budget == {
+        "dataset": "shop",
+        "epsilon": pytest.approx(0.8),
+        "delta": 0.0,
+        "releases": 2,
+        "epsilon_budget": 1.0,
+        "delta_budget": 1e-5,
+    }

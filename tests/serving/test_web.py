@@ -13,6 +13,7 @@ from PIL import Image
 
 from vitrina.analytics.sentiment import SentimentModel
 from vitrina.config import Config
+from vitrina.privacy.dp import PrivacyAccountant, private_counts
 from vitrina.serving.app import create_app
 from vitrina.serving.web import COOKIE
 
@@ -73,6 +74,20 @@ def test_dashboard_and_plots(web: TestClient) -> None:
         png = web.get(f"/admin/plot/{name}.png")
         assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert web.get("/admin/plot/nothing.png").status_code == 404
+
+
+def test_dashboard_shows_privacy_budget_and_published_releases(web: TestClient, served) -> None:
+    """The privacy panel reads what releases published and what they spent; it never counts itself."""
+    cfg, storage, _ = served
+    accountant = PrivacyAccountant.from_config(storage, cfg)
+    assert "No differentially private release yet" in web.get("/admin").text
+    events = storage.read("interactions")[["user_id", "item_id"]]
+    counts, _ = private_counts(accountant, "shop", "shoppers per item", events, "item_id", 0.5, seed=3)
+    page = web.get("/admin").text
+    assert 'id="privacy-budget"' in page and "<td>shop</td><td>0.5</td><td>10</td>" in page
+    assert "shoppers per item (shop): laplace, ε = 0.5" in page
+    assert f"<td>{counts.idxmax()}</td><td>{counts.max():.1f}</td>" in page
+    assert accountant.spent("shop") == (0.5, 0.0)  # showing the dashboard spent nothing
 
 
 def test_sponsored_results_are_marked(web: TestClient) -> None:

@@ -234,6 +234,18 @@ privacy_spend_table = sa.Table(
     sa.Index("ix_privacy_spend_dataset", "dataset"),
 )
 
+# What a release published (noisy values, JSON {key: value}) and how: showing it again is
+# post-processing and costs no budget, so the dashboard reads releases from here, never raw counts.
+privacy_releases_table = sa.Table(
+    "privacy_releases",
+    metadata,
+    sa.Column("seq", sa.Integer, sa.ForeignKey("privacy_spend.seq"), primary_key=True),
+    sa.Column("mechanism", sa.String(16), nullable=False),
+    sa.Column("sensitivity", sa.Float, nullable=False),
+    sa.Column("noise_scale", sa.Float, nullable=False),
+    sa.Column("released", sa.Text, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,

@@ -8,12 +8,14 @@ influence first: each contributes at most `max_per_user` items (a seeded sample 
 Δ₁ = max_per_user and Δ₂ = sqrt(max_per_user).
 
 The `PrivacyAccountant` keeps what every release spent in the database, per dataset, and refuses a
-release that would take the total past the budget (basic composition: ε and δ add up). The refusal
-happens before any noise is drawn, so nothing is released.
+release that would take the total past the budget (basic composition: ε and δ add up). A refused
+release publishes nothing; an accepted one is stored with its cost in the same transaction, so the
+dashboard can show it again for free (post-processing) and never needs the raw counts.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +26,8 @@ import sqlalchemy as sa
 from scipy.optimize import brentq
 from scipy.stats import norm
 
-from vitrina.data.schema import privacy_spend_table
+from vitrina.config import Config
+from vitrina.data.schema import privacy_releases_table, privacy_spend_table
 from vitrina.data.storage import Storage
 
 __all__ = [
@@ -78,6 +81,10 @@ class PrivacyAccountant:
             raise ValueError(f"a budget needs epsilon > 0 and 0 <= delta < 1, got {epsilon_budget}, {delta_budget}")
         self.storage, self.epsilon_budget, self.delta_budget = storage, epsilon_budget, delta_budget
 
+    @classmethod
+    def from_config(cls, storage: Storage, cfg: Config) -> PrivacyAccountant:
+        return cls(storage, float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget")))
+
     def spent(self, dataset: str) -> tuple[float, float]:
         t = privacy_spend_table
         query = sa.select(
@@ -87,8 +94,11 @@ class PrivacyAccountant:
             eps, delta = conn.execute(query.where(t.c.dataset == dataset)).one()
         return float(eps), float(delta)
 
-    def charge(self, dataset: str, query: str, epsilon: float, delta: float = 0.0) -> float:
-        """Record a release's cost, or raise BudgetExceeded (nothing recorded); returns the new total ε.
+    def charge(
+        self, dataset: str, query: str, epsilon: float, delta: float = 0.0, published: dict | None = None
+    ) -> float:
+        """Record a release's cost (and what it publishes: `mechanism`, `sensitivity`, `noise_scale`,
+        `values` {key: value}), or raise BudgetExceeded (nothing recorded); returns the new total ε.
         Check and record happen in one write transaction, so two releases cannot both take the rest."""
         if epsilon <= 0 or delta < 0:
             raise ValueError(f"a release costs epsilon > 0 and delta >= 0, got {epsilon}, {delta}")
@@ -104,8 +114,58 @@ class PrivacyAccountant:
                     f" δ={dl:g} of {self.delta_budget:g}"
                 )
             row = {"dataset": dataset, "query": query, "epsilon": epsilon, "delta": delta, "ts": time.time()}
-            conn.execute(sa.insert(privacy_spend_table).values(**row))
+            seq = conn.execute(sa.insert(privacy_spend_table).values(**row)).inserted_primary_key[0]
+            if published is not None:
+                values = {str(k): float(v) for k, v in published["values"].items()}
+                conn.execute(
+                    sa.insert(privacy_releases_table).values(
+                        seq=seq,
+                        mechanism=published["mechanism"],
+                        sensitivity=float(published["sensitivity"]),
+                        noise_scale=float(published["noise_scale"]),
+                        released=json.dumps(values),
+                    )
+                )
         return eps + epsilon
+
+    def budgets(self) -> list[dict]:
+        """Spent ε and δ per dataset, with the budget: what the dashboard's privacy panel shows."""
+        t = privacy_spend_table
+        query = sa.select(t.c.dataset, sa.func.sum(t.c.epsilon), sa.func.sum(t.c.delta), sa.func.count()).group_by(
+            t.c.dataset
+        )
+        with self.storage.engine.connect() as conn:
+            rows = conn.execute(query.order_by(t.c.dataset)).all()
+        return [
+            {
+                "dataset": d,
+                "epsilon": float(e),
+                "delta": float(dl),
+                "releases": int(n),
+                "epsilon_budget": self.epsilon_budget,
+                "delta_budget": self.delta_budget,
+            }
+            for d, e, dl, n in rows
+        ]
+
+    def latest_releases(self, top: int = 10) -> list[dict]:
+        """The newest published release of each (dataset, query), with its `top` largest values."""
+        s, r = privacy_spend_table, privacy_releases_table
+        newest = sa.select(sa.func.max(s.c.seq)).join(r, r.c.seq == s.c.seq).group_by(s.c.dataset, s.c.query)
+        query = sa.select(s, r.c.mechanism, r.c.noise_scale, r.c.released).join(r, r.c.seq == s.c.seq)
+        with self.storage.engine.connect() as conn:
+            rows = conn.execute(query.where(s.c.seq.in_(newest)).order_by(s.c.seq.desc())).mappings().all()
+        out = []
+        for row in rows:
+            values = pd.Series(json.loads(row["released"]), dtype=float)
+            out.append(
+                {
+                    **{k: row[k] for k in ("dataset", "query", "epsilon", "delta", "mechanism", "noise_scale", "ts")},
+                    "keys": len(values),
+                    "top": list(values.sort_values(ascending=False).head(top).items()),
+                }
+            )
+        return out
 
 
 def _totals(conn: sa.Connection, dataset: str) -> tuple[float, float]:
@@ -142,8 +202,6 @@ def private_counts(
         raise ValueError("the Gaussian mechanism needs delta > 0")
     sensitivity = float(max_per_user) if mechanism == "laplace" else math.sqrt(max_per_user)
     scale = sensitivity / epsilon if mechanism == "laplace" else gaussian_sigma(epsilon, delta, sensitivity)
-    total = accountant.charge(dataset, query, epsilon, delta if mechanism == "gaussian" else 0.0)
-
     rng = np.random.default_rng(seed)
     pairs = events[["user_id", key]].drop_duplicates()
     pairs = pairs.assign(_r=rng.random(len(pairs))).sort_values(["user_id", "_r"])
@@ -152,5 +210,9 @@ def private_counts(
     index = pd.Index(keys if keys is not None else exact.index, name=key)
     true = exact.reindex(index, fill_value=0).to_numpy(dtype=float)
     noise = rng.laplace(0.0, scale, len(true)) if mechanism == "laplace" else rng.normal(0.0, scale, len(true))
-    release = Release(true + noise, mechanism, epsilon, delta, sensitivity, scale, total, accountant.epsilon_budget)
-    return pd.Series(release.values, index=index, name=f"{query} (dp)"), release
+    noisy = pd.Series(true + noise, index=index, name=f"{query} (dp)")
+    # Nothing leaves this function unless the accountant accepts (and stores) the release.
+    published = {"mechanism": mechanism, "sensitivity": sensitivity, "noise_scale": scale, "values": noisy}
+    total = accountant.charge(dataset, query, epsilon, delta if mechanism == "gaussian" else 0.0, published)
+    release = Release(noisy.to_numpy(), mechanism, epsilon, delta, sensitivity, scale, total, accountant.epsilon_budget)
+    return noisy, release

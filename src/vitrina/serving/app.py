@@ -36,6 +36,7 @@ from vitrina.data.importer import read_records, validate
 from vitrina.data.schema import INTERACTION_TYPES
 from vitrina.data.storage import KINDS, Storage
 from vitrina.privacy.audit import AuditLog
+from vitrina.privacy.dp import PrivacyAccountant
 from vitrina.privacy.keys import KeyStore
 from vitrina.privacy.personal import TamperedError, open_storage
 from vitrina.search.engine import Models, SearchError, SearchSettings
@@ -611,7 +612,8 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
 
     audit = AuditLog(storage)
     slots = {"feed": feed_slots, "search": search_slots}
-    mount_web(app, state, storage, metrics, cfg.output_dir, ads, slots, keys, audit)
+    accountant = PrivacyAccountant.from_config(storage, cfg)
+    mount_web(app, state, storage, metrics, cfg.output_dir, ads, slots, keys, audit, accountant)
     app.add_middleware(_BodyLimit, json_limit=settings.max_body_bytes, upload_limit=search_settings.max_upload_bytes)
     app.add_middleware(
         AccessControl,

@@ -23,6 +23,7 @@ from vitrina.ads.server import blend
 from vitrina.analytics.sentiment import SentimentModel
 from vitrina.data.storage import Storage
 from vitrina.privacy.audit import AuditLog
+from vitrina.privacy.dp import PrivacyAccountant
 from vitrina.privacy.keys import KeyStore
 from vitrina.search.engine import SearchError
 from vitrina.search.filters import FilterError
@@ -119,6 +120,7 @@ def mount_web(
     slots: dict[str, list[int]],
     keys: KeyStore,
     audit: AuditLog,
+    accountant: PrivacyAccountant,
 ) -> None:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     sentiment_model = SentimentModel.load(state.settings.sentiment_model) if state.settings.sentiment_model else None
@@ -294,6 +296,8 @@ def mount_web(
             search_summary=_search_summary(results_dir),
             segments=view.segments.get("segments", []),
             audit=_audit_rows(audit),
+            budgets=accountant.budgets(),
+            releases=[{**r, "when": _utc(r["ts"])} for r in accountant.latest_releases()],
         )
 
     @app.get("/admin/login", response_class=HTMLResponse, include_in_schema=False)
@@ -368,5 +372,9 @@ def _search_summary(results_dir: Path) -> list[dict[str, Any]]:
 def _audit_rows(audit: AuditLog, limit: int = 20) -> list[dict[str, Any]]:
     rows = audit.query(limit=limit).to_dict("records")
     for row in rows:
-        row["when"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(row["ts"]))
+        row["when"] = _utc(row["ts"])
     return rows
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
