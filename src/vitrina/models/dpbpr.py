@@ -13,6 +13,7 @@ code path, for the ε = ∞ point of a utility curve).
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +37,24 @@ class _MF(nn.Module):
             self.item.weight.copy_(xavier_rows(n_items, dim, gen))
 
     def forward(self, triples: torch.Tensor) -> torch.Tensor:
-        """Per-triple BPR loss for [batch, 3] (user, positive, negative)."""
-        u, i, j = self.user(triples[:, 0]), self.item(triples[:, 1]), self.item(triples[:, 2])
-        return -F.logsigmoid((u * i).sum(1) - (u * j).sum(1))
+        """Score margins s(u, i) - s(u, j) for [batch, 3] (user, positive, negative). Each table is
+        looked up once per batch, the items as [batch, 2]: ghost clipping then sums each interaction's
+        gradient over the rows it touched (its positive and its negative differ, so the rows do)."""
+        u = self.user(triples[:, 0])
+        pair = self.item(triples[:, 1:3].contiguous())
+        return (u * (pair[:, 0] - pair[:, 1])).sum(1)
+
+
+class _BPRLoss(nn.Module):
+    """-log σ(margin), with the `reduction` switch opacus' ghost clipping flips to get per-sample losses."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, margins: torch.Tensor) -> torch.Tensor:
+        loss = -F.logsigmoid(margins)
+        return {"mean": loss.mean, "sum": loss.sum}.get(self.reduction, lambda: loss)()
 
 
 @register
@@ -56,6 +72,7 @@ class DPBPR(Recommender):
         embedding_dim: int = 64,
         learning_rate: float = 0.01,
         batch_size: int = 4096,
+        optimizer: str = "adam",
         seed: int = 0,
     ) -> None:
         super().__init__(
@@ -67,9 +84,13 @@ class DPBPR(Recommender):
             embedding_dim=embedding_dim,
             learning_rate=learning_rate,
             batch_size=batch_size,
+            optimizer=optimizer,
         )
         if epsilon < 0 or not 0 < delta < 1 or max_grad_norm <= 0 or epochs < 1:
             raise ValueError("dpbpr needs epsilon >= 0 (0: no privacy), 0 < delta < 1, max_grad_norm > 0, epochs >= 1")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"dpbpr optimizer must be adam or sgd, got {optimizer!r}")
+        self.optimizer_name = optimizer
         self.epsilon, self.delta, self.clip, self.epochs = (
             float(epsilon),
             float(delta),
@@ -86,22 +107,36 @@ class DPBPR(Recommender):
         self.sampler = PairSampler(data.train, self.batch_size, self.seed)
         pairs = TensorDataset(torch.from_numpy(self.sampler.users), torch.from_numpy(self.sampler.items))
         loader = DataLoader(pairs, batch_size=self.batch_size, shuffle=True, generator=gen)
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        # Adam steps every coordinate by about the learning rate whatever its gradient, so under DP
+        # the rows no interaction of the batch touched take noise-sized steps; SGD (on the summed
+        # loss, so the learning rate is a per-interaction step) scales noise and signal alike.
+        self.reduction = reduction = "mean" if self.optimizer_name == "adam" else "sum"
+        optimizer = (
+            torch.optim.Adam(self.net.parameters(), lr=self.lr)
+            if self.optimizer_name == "adam"
+            else torch.optim.SGD(self.net.parameters(), lr=self.lr)
+        )
         self.engine = None
+        self.criterion: nn.Module | Any = _BPRLoss(reduction)
         if self.epsilon > 0:
             from opacus import PrivacyEngine
 
             self.engine = PrivacyEngine(accountant="prv")
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*[Ss]ecure RNG.*")
-                self.model, optimizer, loader = self.engine.make_private_with_epsilon(
+                # Ghost clipping: per-interaction gradient norms without materialising per-sample
+                # gradients, which for an embedding table are batch × rows × dim (gigabytes here).
+                self.model, optimizer, self.criterion, loader = self.engine.make_private_with_epsilon(
                     module=self.net,
                     optimizer=optimizer,
+                    criterion=self.criterion,
                     data_loader=loader,
                     target_epsilon=self.epsilon,
                     target_delta=self.delta,
                     epochs=self.epochs,
                     max_grad_norm=self.clip,
+                    grad_sample_mode="ghost",
+                    loss_reduction=reduction,
                 )
         else:
             self.model = self.net
@@ -114,11 +149,11 @@ class DPBPR(Recommender):
             if len(users) == 0:  # Poisson sampling can draw an empty batch
                 continue
             negatives = torch.from_numpy(self.sampler.negatives(users.numpy()))
-            loss = self.model(torch.stack([users, items, negatives], dim=1)).mean()
+            loss = self.criterion(self.model(torch.stack([users, items, negatives], dim=1)))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
-            total += float(loss.detach()) * len(users)
+            total += float(loss.item()) * (len(users) if self.reduction == "mean" else 1)
             n += len(users)
         return total / max(n, 1)
 
