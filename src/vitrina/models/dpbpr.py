@@ -28,21 +28,28 @@ from vitrina.models.sampling import PairSampler
 
 
 class _MF(nn.Module):
+    """Score s(u, i) = user · item + item bias. Under DP the bias matters most: one number per item
+    that every interaction with it moves, so its signal stands far above the noise (it learns
+    popularity) long before the 64 coordinates of a rarely seen item's vector do."""
+
     def __init__(self, n_users: int, n_items: int, dim: int, gen: torch.Generator) -> None:
         super().__init__()
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
+        self.bias = nn.Embedding(n_items, 1)
         with torch.no_grad():
             self.user.weight.copy_(xavier_rows(n_users, dim, gen))
             self.item.weight.copy_(xavier_rows(n_items, dim, gen))
+            self.bias.weight.zero_()
 
     def forward(self, triples: torch.Tensor) -> torch.Tensor:
         """Score margins s(u, i) - s(u, j) for [batch, 3] (user, positive, negative). Each table is
         looked up once per batch, the items as [batch, 2]: ghost clipping then sums each interaction's
         gradient over the rows it touched (its positive and its negative differ, so the rows do)."""
         u = self.user(triples[:, 0])
-        pair = self.item(triples[:, 1:3].contiguous())
-        return (u * (pair[:, 0] - pair[:, 1])).sum(1)
+        pair = triples[:, 1:3].contiguous()
+        vectors, bias = self.item(pair), self.bias(pair).squeeze(-1)
+        return (u * (vectors[:, 0] - vectors[:, 1])).sum(1) + bias[:, 0] - bias[:, 1]
 
 
 class _BPRLoss(nn.Module):
@@ -170,20 +177,24 @@ class DPBPR(Recommender):
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return self.net.user.weight[torch.from_numpy(users)] @ self.net.item.weight.T
+            net = self.net
+            return net.user.weight[torch.from_numpy(users)] @ net.item.weight.T + net.bias.weight.T
 
     def factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """[user, 1] and [item, bias]: their dot product is the score."""
         self._check_fitted()
-        return self.net.user.weight.detach().numpy().copy(), self.net.item.weight.detach().numpy().copy()
+        users, items, bias = (
+            t.detach().numpy() for t in (self.net.user.weight, self.net.item.weight, self.net.bias.weight)
+        )
+        return np.hstack([users, np.ones((len(users), 1), users.dtype)]), np.hstack([items, bias])
 
     def _state(self) -> dict[str, np.ndarray]:
-        users, items = self.factors()
-        return {"user": users, "item": items}
+        return {name: getattr(self.net, name).weight.detach().numpy().copy() for name in ("user", "item", "bias")}
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         if not hasattr(self, "net"):
             n_users, dim = state["user"].shape
             self.net = _MF(n_users, len(state["item"]), dim, torch.Generator().manual_seed(0))
         with torch.no_grad():
-            self.net.user.weight.copy_(torch.from_numpy(state["user"]))
-            self.net.item.weight.copy_(torch.from_numpy(state["item"]))
+            for name in ("user", "item", "bias"):
+                getattr(self.net, name).weight.copy_(torch.from_numpy(state[name]))

@@ -14,7 +14,10 @@ Runs in Flower's simulation runtime (Ray actors on this machine).
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ from vitrina.models import create
 from vitrina.models.bpr import xavier_rows
 
 FOLDS = ("valid", "test")
+RAY_NICENESS = "RAY_worker_niceness"  # Ray reads its settings from RAY_<name>, case and all
 
 
 @dataclass
@@ -238,20 +242,27 @@ def run_federated(
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
         "init_args": {"num_cpus": num_cpus or 2, "include_dashboard": False, "log_to_driver": False},
     }
-    with _quiet_flower():
+    with _simulation_env():
         run_simulation(server, _client_app(parts, params, settings, seed), settings.clients, backend_config=backend)
     if not report.history:
         raise RuntimeError("the federated run ended before its first round (see Flower's log above)")
     return report
 
 
-class _quiet_flower:
-    """Flower logs every message at INFO; keep warnings and errors only while a run lasts."""
-
-    def __enter__(self) -> None:
-        self.logger = logging.getLogger("flwr")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.WARNING)
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.setLevel(self.level)
+@contextmanager
+def _simulation_env() -> Iterator[None]:
+    """While a run lasts: Flower's log at WARNING (it logs every message at INFO), and Ray's client
+    workers at normal priority (Ray nices them by 15, which starves the clients, the whole job here,
+    as soon as anything else runs on the machine)."""
+    logger = logging.getLogger("flwr")
+    level, niceness = logger.level, os.environ.get(RAY_NICENESS)
+    logger.setLevel(logging.WARNING)
+    os.environ[RAY_NICENESS] = "0"
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+        if niceness is None:
+            os.environ.pop(RAY_NICENESS, None)
+        else:
+            os.environ[RAY_NICENESS] = niceness
