@@ -40,3 +40,17 @@ def test_privacy_is_spent_within_the_target(snap: Snapshot, tmp_path) -> None:
 def test_bad_privacy_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="delta"):
         create("dpbpr", delta=0.0)
+    with pytest.raises(ValueError, match="adam or sgd"):
+        create("dpbpr", optimizer="rmsprop")
+
+
+def test_sgd_path_learns_with_privacy_and_its_factors_give_the_scores(snap: Snapshot) -> None:
+    """SGD on the summed loss under DP (ε 8) beats popularity on 2,000 interactions (0.12 vs 0.07;
+    without privacy 0.32); [user, 1]·[item, bias] is the score."""
+    params = {**SMALL, "optimizer": "sgd", "learning_rate": 0.05, "max_grad_norm": 0.5, "epochs": 20}
+    model = create("dpbpr", seed=0, epsilon=8.0, **params).fit(snap, progress=False)
+    users, items = model.factors()
+    np.testing.assert_allclose(users[:5] @ items.T, model.score(np.arange(5)), rtol=1e-5, atol=1e-6)
+    test = Evaluator(snap.train, snap.test, ks=(10,))
+    pop = test.evaluate(create("pop").fit(snap, progress=False)._score_np)["recall@10"]
+    assert test.evaluate(model._score_np)["recall@10"] > 1.5 * pop
