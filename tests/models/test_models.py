@@ -19,7 +19,7 @@ FAST = {
     "bpr": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256},
     "lightgcn": {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256, "n_layers": 2},
     # Without privacy here (epsilon 0: the same code path as DP-SGD minus opacus); DP in test_dpbpr.py.
-    "dpbpr": {"epsilon": 0.0, "epochs": 60, "embedding_dim": 16, "learning_rate": 0.01, "batch_size": 256},
+    "dpbpr": {"epsilon": 0.0, "epochs": 60, "embedding_dim": 16, "learning_rate": 0.05, "batch_size": 256},
 }
 
 

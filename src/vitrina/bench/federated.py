@@ -92,10 +92,10 @@ def table(result: dict[str, Any]) -> str:
         f"## {result['dataset']} ({result['split']} split), BPR: central vs federated (Flower, FedAvg), seed "
         f"{result['seed']}",
         "",
-        "| training | clients | local epochs | lr | valid R@20 | test R@20 | test N@20 | rounds (best/run) "
-        "| MB per round | MB to best round | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-        f"| central | 1 | – | {c['params']['learning_rate']:g} | {c['valid']['recall@20']:.4f} | "
+        "| training | clients | local epochs | lr | server step | valid R@20 | test R@20 | test N@20 "
+        "| rounds (best/run) | MB per round | MB to best round | train s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| central | 1 | – | {c['params']['learning_rate']:g} | – | {c['valid']['recall@20']:.4f} | "
         f"{c['test']['recall@20']:.4f} | {c['test']['ndcg@20']:.4f} | {c['best_epoch']}/{c['epochs']} epochs | – | "
         f"{c['upload_bytes'] / MB:.2f} (all interactions, once) | {c['train_seconds']:.1f} |",
     ]
@@ -105,7 +105,8 @@ def table(result: dict[str, Any]) -> str:
         if s["noise_multiplier"] > 0:
             name += f" + DP noise {s['noise_multiplier']:g}, clip {s['clipping_norm']:g}"
         lines.append(
-            f"| {name} | {s['clients']} | {s['local_epochs']} | {s['learning_rate']:g} | {r['valid']['recall@20']:.4f} "
+            f"| {name} | {s['clients']} | {s['local_epochs']} | {s['learning_rate']:g} | "
+            f"{s['server_learning_rate']:g} | {r['valid']['recall@20']:.4f} "
             f"| {r['test']['recall@20']:.4f} | {r['test']['ndcg@20']:.4f} | {r['best_round']}/{r['rounds']} | "
             f"{r['bytes_per_round'] / MB:.2f} | {r['bytes_to_best_round'] / MB:.1f} | {r['train_seconds']:.1f} |"
         )

@@ -74,12 +74,12 @@ class DPBPR(Recommender):
         self,
         epsilon: float = 8.0,
         delta: float = 1e-5,
-        max_grad_norm: float = 1.0,
+        max_grad_norm: float = 0.03,
         epochs: int = 30,
         embedding_dim: int = 64,
-        learning_rate: float = 0.01,
+        learning_rate: float = 0.1,
         batch_size: int = 4096,
-        optimizer: str = "adam",
+        optimizer: str = "sgd",
         seed: int = 0,
     ) -> None:
         super().__init__(

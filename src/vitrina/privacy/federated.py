@@ -46,9 +46,9 @@ class FederatedSettings:
     clients: int = 10
     max_rounds: int = 300
     local_epochs: int = 1
-    # Step applied to the averaged update (FedAvgM without momentum; 1 = plain FedAvg). Each client
-    # moves an item only by what its own shoppers say, so the average shrinks every item's step by
-    # about the number of clients; a server step of that size restores the central step.
+    # Step applied to the averaged update (FedAvgM without momentum; 1 = plain FedAvg): each client
+    # moves an item only by what its own shoppers say, so the average moves items more slowly than
+    # central training; a larger server step trades rounds for a lower plateau (README).
     server_learning_rate: float = 1.0
     patience: int = 10  # rounds without a better validation figure before stopping
     eval_every: int = 1
