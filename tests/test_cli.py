@@ -345,7 +345,9 @@ def test_bench_federated_compares_with_central_training(env: dict[str, str], tmp
     out = tmp_path / "fed.json"
     env = {**env, "VITRINA_PRIVACY__FEDERATED__CLIENTS": "2", "VITRINA_PRIVACY__FEDERATED__MAX_ROUNDS": "3"}
     grid = "federated.noise_multiplier=0,0.5"
-    result = invoke(env, "bench", "federated", "--dataset", "tiktok", "-p", grid, "--out", str(out))
+    png = tmp_path / "fed.png"
+    result = invoke(env, "bench", "federated", "--dataset", "tiktok", "-p", grid, "--out", str(out), "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| central | 1 |" in result.output and "+ DP noise 0.5, clip 1 | 2 |" in result.output
     payload = json.loads(out.read_text())
     rows = payload["federated"]

@@ -733,6 +733,7 @@ def bench_federated(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Option(help="named dataset")] = "amazon-baby",
     out: Annotated[Path | None, typer.Option(help="JSON output file")] = None,
+    plot: Annotated[Path | None, typer.Option(help="PNG of validation Recall@20 per round")] = None,
     param: ParamOpt = None,
 ) -> None:
     """Federated BPR (Flower simulation, FedAvg over item vectors; user vectors stay on their client)
@@ -754,6 +755,8 @@ def bench_federated(
     except (ConfigError, ValueError, KeyError) as exc:
         _fail(str(exc))
     _print_result(federated.table(result), result, out)
+    if plot is not None:
+        typer.echo(f"wrote {federated.plot(result, plot)}")
 
 
 @bench_app.command("serve")

@@ -87,7 +87,7 @@ def test_a_release_is_stored_with_its_cost_and_shown_again_for_free(storage: Sto
     refused release leaves no published row."""
     acc = PrivacyAccountant(storage, epsilon_budget=1.0)
     events = pd.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["x", "x", "y"]})
-    first, _ = private_counts(acc, "shop", "shoppers per item", events, "item_id", 0.3, seed=0)
+    private_counts(acc, "shop", "shoppers per item", events, "item_id", 0.3, seed=0)
     second, r2 = private_counts(acc, "shop", "shoppers per item", events, "item_id", 0.5, seed=1)
     with pytest.raises(BudgetExceeded):
         private_counts(acc, "shop", "shoppers per category", events, "item_id", 0.5)

@@ -11,14 +11,16 @@ directions) against the central run's one-off upload of every interaction (two i
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from vitrina.bench.rec import grid, run_model
 from vitrina.config import Config
 from vitrina.data.sources import dataset_snapshot, default_split
+from vitrina.plotting import save_figure
 from vitrina.privacy.federated import FederatedReport, FederatedSettings, run_federated
 
-__all__ = ["SETTINGS", "run", "table"]
+__all__ = ["SETTINGS", "plot", "run", "table"]
 
 SETTINGS = frozenset(f.name for f in dataclasses.fields(FederatedSettings)) | {"learning_rate"}
 MB = 1024 * 1024
@@ -111,3 +113,24 @@ def table(result: dict[str, Any]) -> str:
             f"{r['bytes_per_round'] / MB:.2f} | {r['bytes_to_best_round'] / MB:.1f} | {r['train_seconds']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    """Validation Recall@20 per round of each federated run, the central model's as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in result["federated"]:
+        s = r["settings"]
+        rounds = [h["round"] for h in r["history"] if "valid_recall@20" in h]
+        values = [h["valid_recall@20"] for h in r["history"] if "valid_recall@20" in h]
+        ax.plot(rounds, values, label=f"federated, server step {s['server_learning_rate']:g}, {s['clients']} clients")
+    ax.axhline(result["central"]["valid"]["recall@20"], color="k", linestyle="--", label="central BPR (best epoch)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("validation Recall@20")
+    ax.set_title(f"{result['dataset']}: federated vs central BPR")
+    ax.legend(loc="lower right")
+    return save_figure(fig, path)
