@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "torch==2.13.0"
-	$(BIN)/python -m pip install -e ".[dev,federated]"
+	$(BIN)/python -m pip install -e ".[dev,federated,distributed]"
 	touch $(STAMP)
 
 demo: venv

@@ -60,3 +60,11 @@ def test_data_dir_defaults_to_shared_data_when_present(tmp_path: Path, monkeypat
     assert Config.load(environ={}).data_dir == Path("../shared/data")
     monkeypatch.chdir(tmp_path)
     assert Config.load(environ={}).data_dir == Path("data")
+
+
+def test_with_overrides_copies_and_checks_keys() -> None:
+    cfg = Config.load(None, environ={})
+    other = cfg.with_overrides({"distributed.ray_address": "local"})
+    assert other.get("distributed.ray_address") == "local" and cfg.get("distributed.ray_address") == ""
+    with pytest.raises(ConfigError):
+        cfg.with_overrides({"distributed.adress": "x"})

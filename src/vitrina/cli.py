@@ -381,6 +381,10 @@ def featurize(
         str | None, typer.Option(help="comma list of text,image,audio (default: features.store.modalities)")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N items (a quick look)")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="run the encoders on Ray Data: 'local' (start Ray here) or a cluster address"),
+    ] = None,
 ) -> None:
     """Encode the catalogue's text, photos and audio into item features, cached by content.
 
@@ -391,6 +395,8 @@ def featurize(
     from vitrina.features.featurize import featurize as run
 
     cfg = _config(ctx)
+    if ray is not None:
+        cfg = cfg.with_overrides({"distributed.ray_address": ray})
     raw = load_dataset(dataset, cfg.data_dir)
     if limit is not None:
         raw.items = raw.items.head(limit).reset_index(drop=True)

@@ -95,6 +95,13 @@ class Config:
             sources.append(f"--set {dotted}")
         return cls(data, sources)
 
+    def with_overrides(self, overrides: dict[str, Any]) -> Config:
+        """A copy with some settings replaced (a command's own option for a config key)."""
+        data, defaults = copy.deepcopy(self.data), load_defaults()
+        for dotted, value in overrides.items():
+            _set_path(data, dotted, value, defaults)
+        return Config(data, [*self.sources, *(f"option {k}" for k in overrides)])
+
     def get(self, dotted: str, default: Any = None) -> Any:
         node: Any = self.data
         for part in dotted.split("."):

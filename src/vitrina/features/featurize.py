@@ -202,32 +202,62 @@ def modality_encoder(
     """The configured encoder of one modality (or the one called `name`), ready to run on this
     `catalogue` (the modality's inputs, None for missing): a tfidf-svd text encoder is fitted on its
     texts, an int8 image encoder calibrated on its photos (see `_calibration_images`). Text
-    encoders with pretrained weights run in one process per core."""
+    encoders with pretrained weights run in one process per core. With `[distributed] ray_address`
+    set, every encoder runs on Ray Data instead, one instance per Ray worker."""
+    factory = _encoder_factory(cfg, modality, catalogue, name, calibration_record)
+    pretrained_text = modality == "text" and factory.func is make_encoder
+    # Worker copies run one thread each: two single-threaded copies beat one with two threads.
+    single = (
+        functools.partial(make_encoder, factory.keywords["name"], factory.keywords["params"] | {"threads": 1})
+        if pretrained_text
+        else factory
+    )
+    address = str(cfg.get("distributed.ray_address", "") or "")
+    if address:
+        from vitrina.distributed.ray_encoder import RayDataEncoder
+
+        workers = int(cfg.get("distributed.workers", 2))
+        return RayDataEncoder(single, workers, None if address == "local" else address)
+    if pretrained_text:
+        workers = int(cfg.get("features.text_encoder.workers", 0)) or default_workers()
+        if workers > 1:
+            return PooledEncoder(single, workers)
+    return factory()
+
+
+def _fitted(encoder: Encoder) -> Encoder:
+    """A factory's product that is already built (a fitted encoder shipped to workers as it is)."""
+    return encoder
+
+
+def _encoder_factory(
+    cfg: Config, modality: str, catalogue: list[Any], name: str | None, calibration_record: Path | None
+) -> functools.partial[Encoder]:
+    """A picklable callable that builds the encoder: what worker processes and Ray actors run."""
     settings = _store_settings(cfg)
     if modality == "text":
         name, params = text_encoders.text_encoder_params(cfg, name)
         if name == text_encoders.TfidfSvdEncoder.name:
-            encoder = make_encoder(name, params)
-            return encoder.fit([t for t in catalogue if t])  # type: ignore[attr-defined]
-        workers = int(cfg.get("features.text_encoder.workers", 0)) or default_workers()
-        if workers == 1:
-            return make_encoder(name, params)
-        return PooledEncoder(functools.partial(make_encoder, name, params | {"threads": 1}), workers)
+            fitted = make_encoder(name, params).fit([t for t in catalogue if t])  # type: ignore[attr-defined]
+            return functools.partial(_fitted, fitted)
+        return functools.partial(make_encoder, name=name, params=params)
     if modality == "image":
         name = name or str(settings.get("image_encoder", "efficientnet-lite0"))
         if name == image_encoders.EfficientNetLite0.name:
             extra: dict[str, Any] = {}
             if cfg.get("features.image.precision", "fp32") == "int8":
                 extra["calibration"] = _calibration_images(catalogue, calibration_record)
-            return image_encoders.EfficientNetLite0.from_config(cfg, on_error="mask", **extra)
-        return make_encoder(name, {"on_error": "mask"})
+            return functools.partial(image_encoders.EfficientNetLite0.from_config, cfg, on_error="mask", **extra)
+        return functools.partial(make_encoder, name=name, params={"on_error": "mask"})
     if modality == "audio":
         name = name or str(settings.get("audio_encoder", "mel-stats"))
         audio = dict(cfg.get("features.audio", {}) or {})
         if name == audio_encoders.MelStatsEncoder.name:
             keys = ("sample_rate", "n_fft", "hop", "n_mels", "window", "max_seconds")
-            return make_encoder(name, {k: audio[k] for k in keys if k in audio} | {"on_error": "mask"})
-        return make_encoder(name, {"max_seconds": audio.get("max_seconds", 600.0), "on_error": "mask"})
+            params = {k: audio[k] for k in keys if k in audio} | {"on_error": "mask"}
+            return functools.partial(make_encoder, name=name, params=params)
+        params = {"max_seconds": audio.get("max_seconds", 600.0), "on_error": "mask"}
+        return functools.partial(make_encoder, name=name, params=params)
     raise ValueError(f"unknown modality '{modality}'; choose from {', '.join(MODALITIES)}")
 
 

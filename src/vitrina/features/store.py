@@ -122,10 +122,7 @@ class FeatureStore:
         with tqdm(
             total=len(pending), desc=f"encode {encoder.name}", unit=encoder.modality, disable=not progress
         ) as bar:
-            for start in range(0, len(pending), self.chunk):
-                part = pending[start : start + self.chunk]
-                out = encoder.encode([inputs[i] for _, i in part], batch_size=batch_size)
-                failed = dict(getattr(encoder, "last_errors", {}) or {})
+            for part, out, failed in self._encode_chunks(encoder, pending, inputs, batch_size):
                 self._write(folder, encoder, [k for k, _ in part], out, failed)
                 for row, (key, _) in enumerate(part):
                     cache[key] = (out[row], failed.get(row))
@@ -141,6 +138,24 @@ class FeatureStore:
             else:
                 errors[i] = error
         return CachedEncoding(vectors, ok, errors, n_encoded=len(todo), n_cached=n_cached)
+
+    def _encode_chunks(
+        self, encoder: Encoder, pending: list[tuple[bytes, int]], inputs: Sequence[Any], batch_size: int
+    ) -> Iterator[tuple[list[tuple[bytes, int]], np.ndarray, dict[int, str]]]:
+        """(the pending entries of a chunk, their vectors, errors by position in the chunk). A
+        distributed encoder (`encode_stream`, e.g. on Ray Data) gets everything at once and returns
+        chunks as its workers finish them; any other encoder is called chunk by chunk."""
+        stream = getattr(encoder, "encode_stream", None)
+        if not pending:
+            return
+        if stream is None:
+            for start in range(0, len(pending), self.chunk):
+                part = pending[start : start + self.chunk]
+                out = encoder.encode([inputs[i] for _, i in part], batch_size=batch_size)
+                yield part, out, dict(getattr(encoder, "last_errors", {}) or {})
+            return
+        for rows, vectors, errors in stream([inputs[i] for _, i in pending], batch_size=batch_size):
+            yield [pending[r] for r in rows], vectors, errors
 
     def size(self, encoder: Encoder) -> int:
         """Distinct inputs cached for this encoder and settings."""
