@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
@@ -174,7 +173,7 @@ def run_federated(
     num_cpus: int | None = None,
 ) -> FederatedReport:
     """Train federated BPR on `snap` split over `settings.clients` clients; report per round."""
-    if sp.issparse(snap.train) and snap.train.nnz == 0:
+    if snap.train.nnz == 0:
         raise ValueError("no training interactions")
     partition = partition_users(snap.n_users, settings.clients, seed)
     parts = [client_snapshot(snap, users) for users in partition]
