@@ -169,10 +169,10 @@ class Recommender(ABC):
         self.users, self.items, self.seen = data.users, data.items, data.train
         self._init_training(data)
         self._load_state({**self._state(), **start})
-        loss = float("nan")
+        loss: float | None = None
         for epoch in range(1, epochs + 1):
-            loss = float(self._train_epoch(epoch) or 0.0)
-        return self._state(), loss
+            loss = self._train_epoch(epoch)
+        return self._state(), float("nan") if loss is None else float(loss)
 
     def _score_np(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
