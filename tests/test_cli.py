@@ -364,3 +364,21 @@ def test_bench_federated_compares_with_central_training(env: dict[str, str], tmp
 def test_bench_federated_unknown_setting_is_a_clear_error(env: dict[str, str]) -> None:
     result = runner.invoke(app, ["bench", "federated", "--dataset", "tiktok", "-p", "federated.rounds=3"], env=env)
     assert result.exit_code == 2 and "unknown federated setting(s) rounds" in result.output
+
+
+def test_train_on_ray_saves_a_model_that_loads(env: dict[str, str], tmp_path: Path) -> None:
+    import ray
+
+    from vitrina.models import Recommender
+
+    out = tmp_path / "model"
+    try:
+        result = invoke(env, "train", "--model", "bpr", "--dataset", "tiktok", "--ray", "local", "--out", str(out))
+    finally:
+        ray.shutdown()
+    report = json.loads(result.output[result.output.index("{") :])
+    assert report["saved"] == str(out) and report["test"]["recall@20"] >= 0
+    model = Recommender.load(out)
+    assert model.report.history[0]["workers"] == 2  # [distributed] workers shared every epoch
+    refused = runner.invoke(app, ["train", "--model", "sasrec", "--dataset", "tiktok", "--ray", "local"], env=env)
+    assert refused.exit_code == 2 and "BPR family" in refused.output

@@ -180,6 +180,10 @@ def train(
     split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
     out: Annotated[Path | None, typer.Option(help="folder to save the model (default: results/models/...)")] = None,
     param: ParamOpt = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="train data-parallel on Ray Train: 'local' (start Ray here) or a cluster address"),
+    ] = None,
 ) -> None:
     """Train one model with early stopping on validation, report test metrics and save it."""
     from vitrina.bench.rec import grid, parse_params, run_model
@@ -190,7 +194,10 @@ def train(
     combos = grid(parse_params(param or []).get(model))
     if len(combos) > 1:
         _fail("train takes single values; use `vitrina bench rec` for a grid")
-    result = run_model(cfg, snap, model, cfg.seed, combos[0], save_dir=out)
+    try:
+        result = run_model(cfg, snap, model, cfg.seed, combos[0], save_dir=out, ray_address=ray)
+    except ValueError as exc:
+        _fail(str(exc))
     typer.echo(
         json.dumps(
             {

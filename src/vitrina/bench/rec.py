@@ -101,8 +101,10 @@ def run_model(
     overrides: dict[str, Any] | None = None,
     progress: bool = True,
     save_dir: Path | None = None,
+    ray_address: str | None = None,
 ) -> RunResult:
-    """Fit one model with early stopping on validation, then evaluate its best epoch on test."""
+    """Fit one model with early stopping on validation, then evaluate its best epoch on test.
+    `ray_address` ("local" or a cluster's) trains it data-parallel on Ray Train instead."""
     params = {**config.model_params(model_name), **(overrides or {})}
     if "modalities" in params:
         params["modalities"] = modality_list(params["modalities"])
@@ -122,9 +124,17 @@ def run_model(
     )
     vectors = np.hstack([snap.item_features[m] for m in sorted(snap.item_features)]) if snap.item_features else None
     test_eval = Evaluator(snap.train, snap.test, ks=ks, batch_users=batch, item_vectors=vectors, candidates=test_items)
-    model = create(model_name, seed=seed, **params)
     reset_peak_rss()
-    model.fit(snap, valid_eval, watch=watch, progress=progress, **trainer)
+    if ray_address:
+        from vitrina.distributed.train import fit_on_ray
+
+        address = None if ray_address == "local" else ray_address
+        workers = int(config.get("distributed.workers", 2))
+        storage = config.cache_dir / "ray-train"
+        model = fit_on_ray(snap, model_name, params, seed, trainer, valid_eval, workers, address, storage, watch)
+    else:
+        model = create(model_name, seed=seed, **params)
+        model.fit(snap, valid_eval, watch=watch, progress=progress, **trainer)
     t0 = time.perf_counter()
     test = test_eval.evaluate(model._score_np)
     eval_seconds = time.perf_counter() - t0

@@ -11,6 +11,7 @@ import copy
 import json
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -108,8 +109,10 @@ class Recommender(ABC):
         eval_every: int = 1,
         watch: str = "recall@20",
         progress: bool = True,
+        on_epoch: Callable[[dict[str, float]], None] | None = None,
     ) -> Recommender:
-        """Train on `data.train`; with `valid`, stop early and keep the best validation epoch."""
+        """Train on `data.train`; with `valid`, stop early and keep the best validation epoch.
+        `on_epoch` sees each epoch's history row (a distributed trainer reports it)."""
         torch.manual_seed(self.seed)
         self.users, self.items, self.seen = data.users, data.items, data.train
         start = time.perf_counter()
@@ -147,6 +150,8 @@ class Recommender(ABC):
                     bad += eval_every
                 bar.set_postfix({watch: f"{value:.4f}", "best": report.best_epoch})
             report.history.append(row)
+            if on_epoch is not None:
+                on_epoch(row)
             if valid is not None and bad >= patience:
                 break
         if best_state is not None:

@@ -45,6 +45,11 @@ class BPR(Recommender):
         self.dim, self.lr, self.reg = int(embedding_dim), float(learning_rate), float(reg_weight)
         self.batch_size = int(batch_size)
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Data parallelism (vitrina.distributed.train): (rank, world size) of this process in a
+        # torch.distributed group. Every process draws the same batches; each takes its slice, and
+        # the gradients, weighted by slice size, are summed across the group before every step, so
+        # the update is the single-process one. None: training alone.
+        self.shard: tuple[int, int] | None = None
 
     def _init_training(self, data: Snapshot) -> None:
         gen = torch.Generator().manual_seed(self.seed)
@@ -62,13 +67,25 @@ class BPR(Recommender):
         total, n = 0.0, 0
         for users, pos, neg in self.sampler.epoch():
             u, i, j = (torch.from_numpy(a) for a in (users, pos, neg))
-            loss = self._batch_loss(u, i, j)
+            size, share = len(u), 1.0
+            if self.shard is not None:
+                rank, world = self.shard
+                part = slice(rank * size // world, (rank + 1) * size // world)
+                u, i, j, share = u[part], i[part], j[part], (part.stop - part.start) / size
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = self._batch_loss(u, i, j) * share if len(u) else torch.zeros(())
+            if loss.requires_grad:
+                loss.backward()
+            if self.shard is not None:
+                loss = _sum_across_group(self.optimizer, loss.detach())
             self.optimizer.step()
-            total += loss.item() * len(u)
-            n += len(u)
+            total += loss.item() * size
+            n += size
         return total / max(1, n)
+
+    def _epoch_figures(self) -> dict[str, float]:
+        """How many processes shared the epoch (data parallelism), when more than this one."""
+        return {"workers": float(self.shard[1])} if self.shard is not None else {}
 
     def _batch_loss(self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
         """One batch's training loss (subclasses add their terms to `_pairwise_loss`)."""
@@ -120,3 +137,17 @@ class BPR(Recommender):
                 self.user_emb = nn.Parameter(torch.from_numpy(state["user_emb"]))
                 self.item_emb = nn.Parameter(torch.from_numpy(state["item_emb"]))
         self._cache = None
+
+
+def _sum_across_group(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:
+    """Sum every parameter's gradient (and the loss) over the torch.distributed group: the shares'
+    weighted sums add up to the whole batch's gradient."""
+    import torch.distributed as dist
+
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+    dist.all_reduce(loss)
+    return loss
