@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vitrina.distributed.priority import normal_priority
 from vitrina.features.encoder import Encoder, l2_normalize
 
 __all__ = ["RayDataEncoder", "ensure_ray"]
@@ -23,7 +24,9 @@ def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
     """Connect to `address`, or start a local instance, unless this process already has one."""
     import ray
 
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return
+    with normal_priority():
         ray.init(
             address=address or None,
             num_cpus=num_cpus if not address else None,

@@ -14,7 +14,6 @@ Runs in Flower's simulation runtime (Ray actors on this machine).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,12 +31,12 @@ from tqdm import tqdm
 
 from vitrina.data.idmap import IdMap
 from vitrina.data.snapshot import Snapshot
+from vitrina.distributed.priority import normal_priority
 from vitrina.evaluation import Evaluator
 from vitrina.models import create
 from vitrina.models.bpr import xavier_rows
 
 FOLDS = ("valid", "test")
-RAY_NICENESS = "RAY_worker_niceness"  # Ray reads its settings from RAY_<name>, case and all
 
 
 @dataclass
@@ -250,18 +249,13 @@ def run_federated(
 
 @contextmanager
 def _simulation_env() -> Iterator[None]:
-    """While a run lasts: Flower's log at WARNING (it logs every message at INFO), and Ray's client
-    workers at normal priority (Ray nices them by 15, which starves the clients, the whole job here,
-    as soon as anything else runs on the machine)."""
+    """While a run lasts: Flower's log at WARNING (it logs every message at INFO), and the Ray that
+    Flower starts with its client workers at normal priority."""
     logger = logging.getLogger("flwr")
-    level, niceness = logger.level, os.environ.get(RAY_NICENESS)
+    level = logger.level
     logger.setLevel(logging.WARNING)
-    os.environ[RAY_NICENESS] = "0"
     try:
-        yield
+        with normal_priority():
+            yield
     finally:
         logger.setLevel(level)
-        if niceness is None:
-            os.environ.pop(RAY_NICENESS, None)
-        else:
-            os.environ[RAY_NICENESS] = niceness
