@@ -86,13 +86,8 @@ class PrivacyAccountant:
         return cls(storage, float(cfg.get("privacy.epsilon_budget")), float(cfg.get("privacy.delta_budget")))
 
     def spent(self, dataset: str) -> tuple[float, float]:
-        t = privacy_spend_table
-        query = sa.select(
-            sa.func.coalesce(sa.func.sum(t.c.epsilon), 0.0), sa.func.coalesce(sa.func.sum(t.c.delta), 0.0)
-        )
         with self.storage.engine.connect() as conn:
-            eps, delta = conn.execute(query.where(t.c.dataset == dataset)).one()
-        return float(eps), float(delta)
+            return _totals(conn, dataset)
 
     def charge(
         self, dataset: str, query: str, epsilon: float, delta: float = 0.0, published: dict | None = None
@@ -102,12 +97,8 @@ class PrivacyAccountant:
         Check and record happen in one write transaction, so two releases cannot both take the rest."""
         if epsilon <= 0 or delta < 0:
             raise ValueError(f"a release costs epsilon > 0 and delta >= 0, got {epsilon}, {delta}")
-        t = privacy_spend_table
         with self.storage.begin() as conn:
-            total = sa.select(
-                sa.func.coalesce(sa.func.sum(t.c.epsilon), 0.0), sa.func.coalesce(sa.func.sum(t.c.delta), 0.0)
-            )
-            eps, dl = (float(v) for v in conn.execute(total.where(t.c.dataset == dataset)).one())
+            eps, dl = _totals(conn, dataset)
             if eps + epsilon > self.epsilon_budget + 1e-12 or dl + delta > self.delta_budget + 1e-15:
                 raise BudgetExceeded(
                     f"{dataset}: {query} needs ε={epsilon:g}, δ={delta:g}; spent ε={eps:g} of {self.epsilon_budget:g},"
