@@ -128,10 +128,9 @@ def run_model(
     if ray_address:
         from vitrina.distributed.train import fit_on_ray
 
-        address = None if ray_address == "local" else ray_address
         workers = int(config.get("distributed.workers", 2))
         storage = config.cache_dir / "ray-train"
-        model = fit_on_ray(snap, model_name, params, seed, trainer, valid_eval, workers, address, storage, watch)
+        model = fit_on_ray(snap, model_name, params, seed, trainer, valid_eval, workers, ray_address, storage, watch)
     else:
         model = create(model_name, seed=seed, **params)
         model.fit(snap, valid_eval, watch=watch, progress=progress, **trainer)

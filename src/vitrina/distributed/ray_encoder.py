@@ -3,8 +3,8 @@
 `RayDataEncoder` wraps a picklable factory (as `PooledEncoder` does for local processes): every
 `map_batches` actor builds its own encoder once and encodes the batches it is given; the results
 stream back to the caller in chunks, so the feature store writes each chunk as it arrives and a
-stopped run keeps what it finished. `address=None` starts (or joins) a local Ray instance; a
-cluster address ("ray://head:10001" or "auto") runs the same code on the cluster.
+stopped run keeps what it finished. `address` None or "local" starts (or joins) a local Ray
+instance; a cluster address ("ray://head:10001" or "auto") runs the same code on the cluster.
 """
 
 from __future__ import annotations
@@ -21,15 +21,17 @@ __all__ = ["RayDataEncoder", "ensure_ray"]
 
 
 def ensure_ray(address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to `address`, or start a local instance, unless this process already has one."""
+    """Connect to the cluster at `address`, or start a local instance (`address` None, empty or
+    "local"), unless this process already has one."""
     import ray
 
     if ray.is_initialized():
         return
+    cluster = address if address and address != "local" else None
     with normal_priority():
         ray.init(
-            address=address or None,
-            num_cpus=num_cpus if not address else None,
+            address=cluster,
+            num_cpus=None if cluster else num_cpus,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,

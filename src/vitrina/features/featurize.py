@@ -217,7 +217,7 @@ def modality_encoder(
         from vitrina.distributed.ray_encoder import RayDataEncoder
 
         workers = int(cfg.get("distributed.workers", 2))
-        return RayDataEncoder(single, workers, None if address == "local" else address)
+        return RayDataEncoder(single, workers, address)
     if pretrained_text:
         workers = int(cfg.get("features.text_encoder.workers", 0)) or default_workers()
         if workers > 1:

@@ -145,9 +145,9 @@ class FeatureStore:
         """(the pending entries of a chunk, their vectors, errors by position in the chunk). A
         distributed encoder (`encode_stream`, e.g. on Ray Data) gets everything at once and returns
         chunks as its workers finish them; any other encoder is called chunk by chunk."""
-        stream = getattr(encoder, "encode_stream", None)
         if not pending:
             return
+        stream = getattr(encoder, "encode_stream", None)
         if stream is None:
             for start in range(0, len(pending), self.chunk):
                 part = pending[start : start + self.chunk]

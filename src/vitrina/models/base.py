@@ -50,6 +50,29 @@ class FitReport:
     train_seconds: float = 0.0
 
 
+@dataclass
+class EarlyStopping:
+    """Patience counted in epochs (or rounds) since the best validation figure; a check every
+    `every` of them adds `every`. What `Recommender.fit` and the federated trainer both stop on."""
+
+    patience: int
+    every: int = 1
+    best: float = -np.inf
+    waited: int = 0
+
+    def improved(self, value: float) -> bool:
+        """Record a validation figure; True when it is the best so far."""
+        if value > self.best:
+            self.best, self.waited = value, 0
+            return True
+        self.waited += self.every
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.waited >= self.patience
+
+
 class Recommender(ABC):
     """Base class. Subclasses set `name`, implement `_fit` or the epoch hooks, and `_score`."""
 
@@ -113,8 +136,7 @@ class Recommender(ABC):
     ) -> Recommender:
         """Train on `data.train`; with `valid`, stop early and keep the best validation epoch.
         `on_epoch` sees each epoch's history row (a distributed trainer reports it)."""
-        torch.manual_seed(self.seed)
-        self.users, self.items, self.seen = data.users, data.items, data.train
+        self._begin(data)
         start = time.perf_counter()
         if not self.iterative:
             self._fit(data)
@@ -126,7 +148,7 @@ class Recommender(ABC):
         self._init_training(data)
         report = FitReport()
         best_state: dict[str, np.ndarray] | None = None
-        best_value, bad = -np.inf, 0
+        stopping = EarlyStopping(patience, eval_every)
         limit = min(max_epochs, self.epoch_limit or max_epochs)
         bar = tqdm(range(1, limit + 1), desc=f"{self.name}", disable=not progress, leave=False)
         for epoch in bar:
@@ -142,17 +164,14 @@ class Recommender(ABC):
                 metrics = valid.evaluate(self._score_np, full=False)
                 row.update({f"valid_{k}": v for k, v in metrics.items() if k != "users"})
                 value = metrics[watch]
-                if value > best_value:
-                    best_value, bad = value, 0
+                if stopping.improved(value):
                     best_state = copy.deepcopy(self._state())
                     report.best_epoch, report.best_valid = epoch, metrics
-                else:
-                    bad += eval_every
                 bar.set_postfix({watch: f"{value:.4f}", "best": report.best_epoch})
             report.history.append(row)
             if on_epoch is not None:
                 on_epoch(row)
-            if valid is not None and bad >= patience:
+            if valid is not None and stopping.done:
                 break
         if best_state is not None:
             self._load_state(best_state)
@@ -170,14 +189,18 @@ class Recommender(ABC):
         federated client, whose starting point comes from the server and its own last round."""
         if not self.iterative:
             raise TypeError(f"{self.name}: not trained in epochs")
-        torch.manual_seed(self.seed)
-        self.users, self.items, self.seen = data.users, data.items, data.train
+        self._begin(data)
         self._init_training(data)
         self._load_state({**self._state(), **start})
         loss: float | None = None
         for epoch in range(1, epochs + 1):
             loss = self._train_epoch(epoch)
         return self._state(), float("nan") if loss is None else float(loss)
+
+    def _begin(self, data: Snapshot) -> None:
+        """Seed torch and take the snapshot's id maps and seen items: how every training starts."""
+        torch.manual_seed(self.seed)
+        self.users, self.items, self.seen = data.users, data.items, data.train
 
     def _score_np(self, users: np.ndarray) -> torch.Tensor:
         with torch.no_grad():

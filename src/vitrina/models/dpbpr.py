@@ -61,7 +61,9 @@ class _BPRLoss(nn.Module):
 
     def forward(self, margins: torch.Tensor) -> torch.Tensor:
         loss = -F.logsigmoid(margins)
-        return {"mean": loss.mean, "sum": loss.sum}.get(self.reduction, lambda: loss)()
+        if self.reduction == "mean":
+            return loss.mean()
+        return loss.sum() if self.reduction == "sum" else loss
 
 
 @register
@@ -98,6 +100,10 @@ class DPBPR(Recommender):
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"dpbpr optimizer must be adam or sgd, got {optimizer!r}")
         self.optimizer_name = optimizer
+        # Adam steps every coordinate by about the learning rate whatever its gradient, so under DP
+        # the rows no interaction of the batch touched take noise-sized steps; SGD runs on the summed
+        # loss (its learning rate is a per-interaction step), which scales noise and signal alike.
+        self.reduction = "mean" if optimizer == "adam" else "sum"
         self.epsilon, self.delta, self.clip, self.epochs = (
             float(epsilon),
             float(delta),
@@ -114,17 +120,13 @@ class DPBPR(Recommender):
         self.sampler = PairSampler(data.train, self.batch_size, self.seed)
         pairs = TensorDataset(torch.from_numpy(self.sampler.users), torch.from_numpy(self.sampler.items))
         loader = DataLoader(pairs, batch_size=self.batch_size, shuffle=True, generator=gen)
-        # Adam steps every coordinate by about the learning rate whatever its gradient, so under DP
-        # the rows no interaction of the batch touched take noise-sized steps; SGD (on the summed
-        # loss, so the learning rate is a per-interaction step) scales noise and signal alike.
-        self.reduction = reduction = "mean" if self.optimizer_name == "adam" else "sum"
         optimizer = (
             torch.optim.Adam(self.net.parameters(), lr=self.lr)
             if self.optimizer_name == "adam"
             else torch.optim.SGD(self.net.parameters(), lr=self.lr)
         )
         self.engine = None
-        self.criterion: nn.Module | Any = _BPRLoss(reduction)
+        self.criterion: nn.Module | Any = _BPRLoss(self.reduction)
         if self.epsilon > 0:
             from opacus import PrivacyEngine
 
@@ -143,7 +145,7 @@ class DPBPR(Recommender):
                     epochs=self.epochs,
                     max_grad_norm=self.clip,
                     grad_sample_mode="ghost",
-                    loss_reduction=reduction,
+                    loss_reduction=self.reduction,
                 )
         else:
             self.model = self.net

@@ -34,6 +34,7 @@ from vitrina.data.snapshot import Snapshot
 from vitrina.distributed.priority import normal_priority
 from vitrina.evaluation import Evaluator
 from vitrina.models import create
+from vitrina.models.base import EarlyStopping
 from vitrina.models.bpr import xavier_rows
 
 FOLDS = ("valid", "test")
@@ -118,6 +119,8 @@ def _sum_folds(replies: list[RecordDict], _weighted_by: str) -> MetricRecord:
 
 def _client_app(parts: list[Snapshot], params: dict[str, Any], settings: FederatedSettings, seed: int) -> ClientApp:
     app = ClientApp()
+    # Each client's evaluators, built on its first evaluation and kept by the worker running it.
+    evaluators: dict[tuple[int, str], Evaluator] = {}
 
     def client_data(context: Context) -> tuple[Snapshot, int]:
         torch.set_num_threads(1)  # one Ray actor per client already fills a core
@@ -145,7 +148,7 @@ def _client_app(parts: list[Snapshot], params: dict[str, Any], settings: Federat
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        data, _ = client_data(context)
+        data, part = client_data(context)
         users = torch.from_numpy(_array(context.state["users"], "user_emb"))
         items = torch.from_numpy(_array(msg.content["arrays"], "item_emb"))
 
@@ -154,7 +157,9 @@ def _client_app(parts: list[Snapshot], params: dict[str, Any], settings: Federat
 
         metrics: dict[str, float] = {"num-examples": 1}
         for fold in FOLDS:
-            found = Evaluator(data.train, data.fold(fold), ks=(settings.k,)).evaluate(scorer, full=False)
+            if (part, fold) not in evaluators:
+                evaluators[part, fold] = Evaluator(data.train, data.fold(fold), ks=(settings.k,))
+            found = evaluators[part, fold].evaluate(scorer, full=False)
             n = found.pop("users")
             metrics[f"{fold}_users"] = n
             metrics.update({f"{fold}_{name}_sum": value * n for name, value in found.items()})
@@ -169,7 +174,6 @@ def run_federated(
     settings: FederatedSettings,
     seed: int = 0,
     progress: bool = True,
-    num_cpus: int | None = None,
 ) -> FederatedReport:
     """Train federated BPR on `snap` split over `settings.clients` clients; report per round."""
     if snap.train.nnz == 0:
@@ -197,7 +201,7 @@ def run_federated(
                 strategy, settings.noise_multiplier, settings.clipping_norm, num_sampled_clients=n
             )
         arrays = ArrayRecord({"item_emb": Array(initial)})
-        best_value, bad = -np.inf, 0
+        stopping = EarlyStopping(settings.patience, settings.eval_every)
         start = time.perf_counter()
         bar = tqdm(range(1, settings.max_rounds + 1), desc="federated rounds", disable=not progress, leave=False)
         for rnd in bar:
@@ -221,24 +225,21 @@ def run_federated(
                 )
                 assert found is not None, f"round {rnd}: no client evaluated"
                 row.update({k: float(v) for k, v in found.items()})  # type: ignore[arg-type]
-                if row[watch] > best_value:
-                    best_value, bad = row[watch], 0
+                if stopping.improved(row[watch]):
                     report.best_round = rnd
                     report.valid = {k.removeprefix("valid_"): v for k, v in row.items() if k.startswith("valid_")}
                     report.test = {k.removeprefix("test_"): v for k, v in row.items() if k.startswith("test_")}
-                else:
-                    bad += settings.eval_every
                 bar.set_postfix({watch: f"{row[watch]:.4f}", "best": report.best_round})
             row["seconds"] = time.perf_counter() - t0
             report.history.append(row)
             report.rounds = rnd
-            if bad >= settings.patience:
+            if stopping.done:
                 break
         report.train_seconds = time.perf_counter() - start
 
     backend = {
         "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
-        "init_args": {"num_cpus": num_cpus or 2, "include_dashboard": False, "log_to_driver": False},
+        "init_args": {"include_dashboard": False, "log_to_driver": False},  # Ray counts the cores
     }
     with _simulation_env():
         run_simulation(server, _client_app(parts, params, settings, seed), settings.clients, backend_config=backend)
