@@ -204,7 +204,7 @@ def test_soak_events_reads_and_a_model_swap(served: tuple[Config, Storage, Model
     base = f"http://127.0.0.1:{port}"
     items = storage.read("items")["item_id"].astype(str).tolist()
     before = current_version(serve_dir)
-    acked: dict[str, int] = {}
+    acked: set[str] = set()
     reads: list[int] = []
     stop = threading.Event()
 
@@ -213,7 +213,7 @@ def test_soak_events_reads_and_a_model_swap(served: tuple[Config, Storage, Model
         while not stop.is_set():
             event = {"user_id": f"u{n % 24:02d}", "item_id": items[n % len(items)], "type": "click"}
             if _post(base, {**event, "event_id": f"soak-{name}-{n}"}) == 201:
-                acked[f"soak-{name}-{n}"] = 1
+                acked.add(f"soak-{name}-{n}")
             n += 1
 
     def reader() -> None:
