@@ -1,178 +1,54 @@
-"""Shared fixtures: a throwaway PostgreSQL server and storage URLs for both backends.
+"""Shared fixtures: throwaway PostgreSQL and Redis servers and storage URLs for both backends.
 
-The PostgreSQL fixtures start a real server on loopback from the locally installed binaries
-(Debian's postgresql package), so storage code is tested against the database it will meet in
-production rather than a mock. Without the binaries those tests are skipped, never failed.
+The servers are real, started on loopback from the locally installed binaries (Debian's postgresql
+and redis-server packages) by the same code `vitrina servers up` uses, so storage code is tested
+against the database it meets in production rather than a mock. Without the binaries those tests
+are skipped, never failed, unless the run asked for PostgreSQL (VITRINA_TEST_DATABASE).
+
+VITRINA_TEST_DATABASE=postgresql runs every test that opens a shop's database on PostgreSQL
+instead of an SQLite file (`make test-postgres`; see `shop_db_url`).
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from vitrina.data.storage import Storage
+from vitrina.serving.process import free_port
+from vitrina.serving.servers import PostgresServer, RedisServer, ServerUnavailable
 
-PG_USER = "vitrina"
-PG_START_TIMEOUT_S = 30
-INSTALL_HINT = "PostgreSQL server binaries not found; install them with `apt-get install postgresql`"
-
-
-def _find_pg_bin() -> Path | None:
-    """The bin folder holding initdb, pg_ctl and postgres: newest Debian version first, then PATH."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name or 0), reverse=True
-    )
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(str(Path(on_path).parent))
-    for folder in candidates:
-        if all((Path(folder) / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
-            return Path(folder)
-    return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class PostgresServer:
-    """A running throwaway server; `url(db)` addresses one of its databases."""
-
-    bin_dir: Path
-    root: Path
-    port: int
-    run_as: dict[str, Any]
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "data"
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://{PG_USER}@127.0.0.1:{self.port}/{database}"
-
-    def tool(self, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.bin_dir / name), *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            check=check,
-            timeout=PG_START_TIMEOUT_S + 30,
-            **self.run_as,
-        )
-
-    def start(self) -> None:
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root}"
-            # Durability is pointless for a test server; skipping it makes tests fast.
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        log_file = str(self.root / "server.log")
-        self.tool(
-            "pg_ctl",
-            "-D",
-            str(self.data_dir),
-            "-l",
-            log_file,
-            "-o",
-            options,
-            "-w",
-            "-t",
-            str(PG_START_TIMEOUT_S),
-            "start",
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        import psycopg
-
-        deadline = time.monotonic() + PG_START_TIMEOUT_S
-        while True:
-            try:
-                psycopg.connect(self.url(), connect_timeout=2).close()
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.tool("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop", check=False)
-
-    def create_database(self) -> str:
-        import psycopg
-
-        name = f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-        return name
-
-    def log_tail(self) -> str:
-        path = self.root / "server.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-
-def _run_as() -> dict[str, Any]:
-    """subprocess arguments that drop root to the `postgres` user (postgres refuses to run as root)."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        account = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root and there is no 'postgres' system user to run the server as")
-    env = {**os.environ, "HOME": account.pw_dir, "USER": "postgres", "LOGNAME": "postgres"}
-    return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [], "env": env}
+TEST_DATABASE = os.environ.get("VITRINA_TEST_DATABASE", "sqlite")
+if TEST_DATABASE not in ("sqlite", "postgresql"):
+    raise pytest.UsageError(f"VITRINA_TEST_DATABASE must be sqlite or postgresql, got {TEST_DATABASE!r}")
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    """Start a private PostgreSQL server on 127.0.0.1 for the whole session; stopped at the end."""
-    bin_dir = _find_pg_bin()
-    if bin_dir is None:
-        pytest.skip(INSTALL_HINT)
-    run_as = _run_as()
+    """A private PostgreSQL server on 127.0.0.1 for the whole session; stopped and removed at the end."""
     root = Path(tempfile.mkdtemp(prefix="vitrina-pg-"))
-    if "user" in run_as:
-        os.chown(root, run_as["user"], run_as["group"])
-    server = PostgresServer(bin_dir, root, _free_port(), run_as)
     try:
-        server.tool(
-            "initdb",
-            "-D",
-            str(server.data_dir),
-            "--auth=trust",
-            "-U",
-            PG_USER,
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
+        server = PostgresServer(root, free_port(), durable=False)
+    except ServerUnavailable as exc:
+        shutil.rmtree(root, ignore_errors=True)
+        if TEST_DATABASE == "postgresql":
+            raise  # asked for explicitly: a missing server is a failure, not a skip
+        pytest.skip(str(exc))
+    try:
         for attempt in range(3):
             try:
                 server.start()
                 break
-            except (subprocess.CalledProcessError, OSError) as exc:
+            except ServerUnavailable:
                 # Most likely someone took the port between choosing and binding it.
                 if attempt == 2:
-                    detail = getattr(exc, "stderr", "") or ""
-                    raise RuntimeError(f"PostgreSQL did not start: {detail}\n{server.log_tail()}") from exc
-                server.port = _free_port()
+                    raise
+                server.port = free_port()
         yield server
     finally:
         server.stop()
@@ -182,7 +58,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> str:
     """URL of a fresh, empty database on the session's PostgreSQL server (one per test)."""
-    return postgres_server.url(postgres_server.create_database())
+    return postgres_server.create_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -202,24 +78,44 @@ def storage(storage_url: str) -> Iterator[Storage]:
     store.close()
 
 
+@pytest.fixture(scope="session")
+def shop_db_url(request: pytest.FixtureRequest) -> Callable[[Path], str]:
+    """`shop_db_url(path)`: where a test keeps a shop's database: an SQLite file at `path`, or under
+    VITRINA_TEST_DATABASE=postgresql a fresh database on the session's PostgreSQL server. Tests that
+    go through it run on either backend unchanged."""
+    if TEST_DATABASE == "sqlite":
+        return lambda path: f"sqlite:///{path}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    databases: dict[Path, str] = {}
+
+    def url(path: Path) -> str:  # one database per path, as a file would be
+        if path not in databases:
+            databases[path] = server.create_database()
+        return databases[path]
+
+    return url
+
+
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server on 127.0.0.1 (Debian `redis-server`), no persistence; stopped after
-    the test. Skipped with a message when it is not installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed (Debian: apt-get install redis-server); Redis tests need it")
-    port = _free_port()
-    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen([*args, "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    """A private redis-server on 127.0.0.1, no persistence; stopped after the test. Skipped with a
+    message when it is not installed."""
     try:
-        yield f"redis://127.0.0.1:{port}/0"
+        server = RedisServer(tmp_path / "redis", free_port())
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server.url
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under VITRINA_TEST_DATABASE=postgresql only the tests that open a shop's database through
+    `shop_db_url` run; the others never open one, or (`storage_url`) run on both backends in every pass."""
+    if TEST_DATABASE != "postgresql":
+        return
+    selected = [item for item in items if "shop_db_url" in getattr(item, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[item for item in items if item not in selected])
+    items[:] = selected

@@ -14,7 +14,7 @@ runner = CliRunner()
 
 
 @pytest.fixture()
-def env(tmp_path: Path) -> dict[str, str]:
+def env(tmp_path: Path, shop_db_url) -> dict[str, str]:
     """A data folder holding a tiny 'tiktok'-format dataset (ids 0..n-1, official split)."""
     raw = clustered_dataset(n_users=120, n_items=60, per_user=10)
     inter = raw.interactions.copy()
@@ -32,7 +32,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "VITRINA_PATHS__DATA_DIR": str(tmp_path / "data"),
         "VITRINA_PATHS__CACHE_DIR": str(tmp_path / "cache"),
         "VITRINA_PATHS__OUTPUT_DIR": str(tmp_path / "out"),
-        "VITRINA_STORAGE__URL": f"sqlite:///{tmp_path / 'shop.db'}",
+        "VITRINA_STORAGE__URL": shop_db_url(tmp_path / "shop.db"),
         "VITRINA_TRAIN__MAX_EPOCHS": "3",
     }
 

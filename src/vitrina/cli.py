@@ -31,6 +31,10 @@ keys_app = typer.Typer(help="API keys: create (the secret is shown once), list, 
 app.add_typer(keys_app, name="keys")
 privacy_app = typer.Typer(help="Differentially private releases and the privacy budget.", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+servers_app = typer.Typer(
+    help="PostgreSQL and Redis on loopback for a server deployment ([servers]).", no_args_is_help=True
+)
+app.add_typer(servers_app, name="servers")
 
 ParamOpt = Annotated[
     list[str] | None,
@@ -883,6 +887,9 @@ def demo(
     rebuild: Annotated[bool, typer.Option(help="train and publish a new version even when one exists")] = False,
     workers: Annotated[int | None, typer.Option(help="uvicorn worker processes")] = None,
     port: Annotated[int | None, typer.Option(help="default serve.port")] = None,
+    servers: Annotated[
+        bool, typer.Option(help="on PostgreSQL and Redis started on loopback ([servers]) instead of SQLite")
+    ] = False,
 ) -> None:
     """The main job: the real H&M catalogue with demo shoppers, featurized, trained, indexed and
     served at http://127.0.0.1:8000. A second run reuses everything and starts in seconds."""
@@ -890,21 +897,66 @@ def demo(
     from vitrina.serving.build import build_version
     from vitrina.serving.bundle import current_version
     from vitrina.serving.demo import demo_overrides, prepare
+    from vitrina.serving.servers import ServerUnavailable, start_deployment
 
     base = _config(ctx)
-    overrides = {**demo_overrides(base), **ctx.obj["overrides"]}
-    cfg = Config.load(ctx.obj.get("config_file"), overrides)
+    overrides = {**demo_overrides(base, servers), **ctx.obj["overrides"]}
     try:
+        if servers:
+            overrides.update(start_deployment(base))
+        cfg = Config.load(ctx.obj.get("config_file"), overrides)
         storage, pairs, imported = prepare(cfg, users)
         if imported or rebuild or current_version(cfg.get("serve.dir")) is None:
             typer.echo("featurizing, training and indexing the demo shop (first run only) ...")
             image = str(cfg.get("features.store.image_encoder"))
             build_version(cfg, storage, serving_models(cfg, image), pairs=pairs)
         storage.close()
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, ValueError, FileNotFoundError, ServerUnavailable) as exc:
         _fail(str(exc))
     if serve:
         _serve(ctx, cfg, overrides, workers, None, port, access_log=False)
+
+
+@servers_app.command("up")
+def servers_up(ctx: typer.Context) -> None:
+    """Start PostgreSQL and Redis (or find them running) and create the shop's database; prints the
+    settings that point Vitrina at them (storage.url, serve.redis_url)."""
+    from vitrina.serving.servers import ServerUnavailable, start_deployment
+
+    try:
+        settings = start_deployment(_config(ctx))
+    except ServerUnavailable as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(settings))
+
+
+@servers_app.command("down")
+def servers_down(ctx: typer.Context) -> None:
+    """Stop both servers; their files stay, and the next `up` finds the data where it was."""
+    from vitrina.serving.servers import ServerUnavailable, deployment
+
+    try:
+        for server in deployment(_config(ctx)):
+            server.stop()
+    except ServerUnavailable as exc:
+        _fail(str(exc))
+    typer.echo("stopped")
+
+
+@servers_app.command("status")
+def servers_status(ctx: typer.Context) -> None:
+    """Whether each server is running, and where."""
+    from vitrina.serving.servers import ServerUnavailable, deployment
+
+    try:
+        postgres, redis = deployment(_config(ctx))
+    except ServerUnavailable as exc:
+        _fail(str(exc))
+    status = {
+        "postgres": {"running": postgres.running(), "url": postgres.url(str(_config(ctx).get("servers.database")))},
+        "redis": {"running": redis.running(), "url": redis.url},
+    }
+    typer.echo(json.dumps(status, indent=2))
 
 
 def _shop_storage(ctx: typer.Context) -> Any:

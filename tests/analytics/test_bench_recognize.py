@@ -59,12 +59,12 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture()
-def env(data_dir: Path, tmp_path: Path) -> dict[str, str]:
+def env(data_dir: Path, tmp_path: Path, shop_db_url) -> dict[str, str]:
     return {
         "VITRINA_PATHS__DATA_DIR": str(data_dir),
         "VITRINA_PATHS__CACHE_DIR": str(tmp_path / "cache"),
         "VITRINA_PATHS__OUTPUT_DIR": str(tmp_path / "out"),
-        "VITRINA_STORAGE__URL": f"sqlite:///{tmp_path / 'shop.db'}",
+        "VITRINA_STORAGE__URL": shop_db_url(tmp_path / "shop.db"),
     }
 
 

@@ -35,8 +35,8 @@ def _events(n_users: int = 400, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "item_id"])
 
 
-def test_laplace_counts_clip_each_shopper_and_keep_the_head(tmp_path) -> None:
-    acc = PrivacyAccountant(Storage(f"sqlite:///{tmp_path / 'dp.db'}"), epsilon_budget=10.0)
+def test_laplace_counts_clip_each_shopper_and_keep_the_head(tmp_path, shop_db_url) -> None:
+    acc = PrivacyAccountant(Storage(shop_db_url(tmp_path / "dp.db")), epsilon_budget=10.0)
     acc.storage.create_schema()
     events = _events()
     keys = np.array([f"i{i}" for i in range(300)])
@@ -55,8 +55,8 @@ def test_laplace_counts_clip_each_shopper_and_keep_the_head(tmp_path) -> None:
     assert alone.round().sum() == 5 and set(alone.round().unique()) == {0.0, 1.0}
 
 
-def test_noise_has_the_calibrated_spread(tmp_path) -> None:
-    acc = PrivacyAccountant(Storage(f"sqlite:///{tmp_path / 'dp.db'}"), epsilon_budget=100.0, delta_budget=1e-3)
+def test_noise_has_the_calibrated_spread(tmp_path, shop_db_url) -> None:
+    acc = PrivacyAccountant(Storage(shop_db_url(tmp_path / "dp.db")), epsilon_budget=100.0, delta_budget=1e-3)
     acc.storage.create_schema()
     events = pd.DataFrame({"user_id": ["a"], "item_id": ["x"]})
     keys = np.array([f"k{i}" for i in range(20000)])

@@ -17,11 +17,11 @@ from vitrina.cli import app
 runner = CliRunner()
 
 
-def test_build_query_check(tmp_path: Path) -> None:
+def test_build_query_check(tmp_path: Path, shop_db_url) -> None:
     items = make_catalog()
     items["attributes"] = items["attributes"].map(json.dumps)
     items.drop(columns=["image_paths", "audio_path"]).to_csv(tmp_path / "items.csv", index=False)
-    env = {"VITRINA_STORAGE__URL": f"sqlite:///{tmp_path / 'shop.db'}", "VITRINA_PATHS__OUTPUT_DIR": str(tmp_path)}
+    env = {"VITRINA_STORAGE__URL": shop_db_url(tmp_path / "shop.db"), "VITRINA_PATHS__OUTPUT_DIR": str(tmp_path)}
     assert runner.invoke(app, ["import", "--items", str(tmp_path / "items.csv")], env=env).exit_code == 0
     built = runner.invoke(app, ["search", "build", "--no-semantic"], env=env)
     assert built.exit_code == 0, built.output

@@ -62,12 +62,12 @@ def write_photos(catalog: pd.DataFrame, media: Path) -> pd.DataFrame:
     return catalog.assign(image_paths=paths)
 
 
-def serve_config(tmp: Path) -> Config:
+def serve_config(tmp: Path, storage_url: str) -> Config:
     return Config.load(
         None,
         {
             "paths.cache_dir": str(tmp / "cache"),
-            "storage.url": f"sqlite:///{tmp / 'shop.db'}",
+            "storage.url": storage_url,
             "features.store.modalities": ["text", "image"],
             "features.store.image_encoder": "color-histogram",
             "serve.media_root": str(tmp / "media"),
@@ -87,9 +87,9 @@ def shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(shop_dir: Path) -> Iterator[tuple[Config, Storage, Models]]:
+def served(shop_dir: Path, shop_db_url) -> Iterator[tuple[Config, Storage, Models]]:
     """The shop in a database with one published version."""
-    cfg = serve_config(shop_dir)
+    cfg = serve_config(shop_dir, shop_db_url(shop_dir / "shop.db"))
     secrets = shop_dir / "cache" / "secrets"  # a fixed pseudonym key: the same shopper order every run
     secrets.mkdir(parents=True, exist_ok=True)
     (secrets / "pseudonym.key").write_bytes(bytes(range(32)))

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from vitrina.data.storage import Storage
 from vitrina.serving import process
 from vitrina.serving.bundle import current_version, publish, version_folder
 from vitrina.serving.live import LiveStore
+from vitrina.serving.servers import copy_database
 from vitrina.serving.settings import ServeSettings
 
 __all__ = ["parse_wrk", "run", "table"]
@@ -140,17 +142,20 @@ def private_copy(cfg: Config, settings: ServeSettings, work: Path) -> dict[str, 
     """The benchmark writes tens of thousands of events and ad impressions and publishes versions:
     it runs on a copy of the shop's SQLite database and current version, never on the shop itself."""
     url = cfg.storage_url
-    if not url.startswith("sqlite:///"):
-        raise RuntimeError(f"bench serve copies the shop's database first; it supports SQLite URLs, not {url!r}")
-    database = Path(url.removeprefix("sqlite:///"))
     work.mkdir(parents=True, exist_ok=True)
-    copy = work / "shop.db"
-    with sqlite3.connect(database) as src, sqlite3.connect(copy) as dst:
-        src.backup(dst)  # SQLite's online backup: consistent even while the shop is running
+    if url.startswith("sqlite:///"):
+        copy = work / "shop.db"
+        with sqlite3.connect(Path(url.removeprefix("sqlite:///"))) as src, sqlite3.connect(copy) as dst:
+            src.backup(dst)  # SQLite's online backup: consistent even while the shop is running
+        copy_url = f"sqlite:///{copy}"
+    elif url.startswith(("postgresql://", "postgres://")):
+        copy_url = copy_database(url, f"bench_{uuid.uuid4().hex[:12]}")
+    else:
+        raise RuntimeError(f"bench serve copies the shop's database first; it cannot copy {url!r}")
     version = current_version(settings.dir) or ""
     shutil.copytree(version_folder(settings.dir, version), version_folder(work / "serve", version))
     (work / "serve" / "CURRENT").write_text(version)
-    return {"storage.url": f"sqlite:///{copy}", "serve.dir": str(work / "serve")}
+    return {"storage.url": copy_url, "serve.dir": str(work / "serve")}
 
 
 def republish(serve_dir: Path) -> str:

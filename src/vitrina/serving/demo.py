@@ -26,12 +26,14 @@ _TYPES = np.array(["view", "click", "cart", "purchase"])
 _TYPE_P = np.array([0.5, 0.25, 0.15, 0.10])
 
 
-def demo_overrides(cfg: Config) -> dict[str, Any]:
-    """Where the demo keeps its database and versions (apart from a shop's own)."""
+def demo_overrides(cfg: Config, servers: bool = False) -> dict[str, Any]:
+    """Where the demo keeps its database and versions (apart from a shop's own). On the loopback
+    servers the database is PostgreSQL's (set by the caller) and the versions are kept apart from
+    the SQLite demo's: a version's ids belong to the database it was built from."""
     root = cfg.cache_dir / "demo"
     return {
         "storage.url": f"sqlite:///{root / 'shop.db'}",
-        "serve.dir": str(root / "serve"),
+        "serve.dir": str(root / ("serve-servers" if servers else "serve")),
         "serve.media_root": str((cfg.data_dir / "hm").resolve()),
         "train.eval_every": 5,
     }

@@ -118,7 +118,9 @@ class LiveStore:
             stored: list[bool] = []
             added: list[tuple[str, tuple[int, str, str, float]]] = []
             now = time.time()
-            stmt = self._insert(t).on_conflict_do_nothing(index_elements=[t.c.event_id])
+            # RETURNING tells a new row from a retry on both backends (SQLAlchemy reports rowcount -1
+            # for this insert on PostgreSQL).
+            stmt = self._insert(t).on_conflict_do_nothing(index_elements=[t.c.event_id]).returning(t.c.event_id)
             for e in events:
                 pos += 1
                 row = {
@@ -131,7 +133,7 @@ class LiveStore:
                     "ts": float(e.ts) if e.ts is not None else now,
                     "split": None,
                 }
-                stored.append(conn.execute(stmt, row).rowcount == 1)
+                stored.append(conn.execute(stmt, row).first() is not None)
                 if stored[-1]:
                     added.append((e.user_id, (pos, e.item_id, e.type, float(e.value))))
         if self.cache is not None and added:
