@@ -825,6 +825,29 @@ def serve_build(
     typer.echo(json.dumps({"version": version}))
 
 
+@serve_app.command("precompute")
+def serve_precompute(
+    ctx: typer.Context,
+    k: Annotated[int | None, typer.Option(help="items per shopper (default serve.precompute_k)")] = None,
+    ray: Annotated[str | None, typer.Option(help="rank on Ray: 'local' (start Ray here) or a cluster address")] = None,
+) -> None:
+    """Batch scoring: rank every shopper's top-k on the current version and store the lists the
+    workers answer from while they hold (version, catalogue and the shopper's history unchanged)."""
+    from vitrina.distributed.batch_score import precompute
+    from vitrina.privacy.personal import open_storage
+
+    cfg = _config(ctx)
+    if ray is not None:
+        cfg = cfg.with_overrides({"distributed.ray_address": ray})
+    try:
+        with open_storage(cfg) as storage:
+            storage.create_schema()
+            report = precompute(cfg, storage, k)
+    except (ConfigError, ValueError) as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(report))
+
+
 @serve_app.command("run")
 def serve_run(
     ctx: typer.Context,

@@ -246,6 +246,20 @@ privacy_releases_table = sa.Table(
     sa.Column("released", sa.Text, nullable=False),
 )
 
+# The batch job's top-K per shopper (`vitrina serve precompute`): the ranked item ids and scores
+# (JSON) computed on one version at one catalogue feed position from one history (its digest); a
+# request uses the list only while all three still hold.
+precomputed_table = sa.Table(
+    "precomputed_recommendations",
+    metadata,
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(128), primary_key=True),
+    sa.Column("feed_seq", sa.BigInteger, nullable=False),
+    sa.Column("history_key", sa.String(32), nullable=False),
+    sa.Column("basis", sa.String(16), nullable=False),
+    sa.Column("ranked", sa.Text, nullable=False),
+)
+
 TABLES: dict[str, sa.Table] = {
     "items": items_table,
     "users": users_table,

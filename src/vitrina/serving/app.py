@@ -194,12 +194,12 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
     storage.create_schema()
     models = models if models is not None else default_models(cfg, settings)
     cache = RecentCache.from_url(settings.redis_url) if settings.redis_url else None
-    state = ServingState(storage, settings, models, search_settings, cache)
+    metrics = Metrics()
+    state = ServingState(storage, settings, models, search_settings, cache, metrics)
     writer = CatalogWriter(storage, models, search_settings, settings.media_root)
     ads = ServingAds(storage, cfg, settings.ads_sync_s)
     feed_slots = [int(x) for x in cfg.get("ads.feed_slots", [2, 8])]
     search_slots = [int(x) for x in cfg.get("ads.search_slots", [0, 5])]
-    metrics = Metrics()
     keys = KeyStore(storage, settings.key_cache_s)
     personal = storage.personal
 
@@ -309,7 +309,7 @@ def create_app(cfg: Config, models: Models | None = None, storage: Storage | Non
         history = state.live.history(pid)
         if not history and not state.live.user_exists(pid):
             raise HTTPException(404, f"unknown user id {user_id!r}")
-        recs = v.recommend(pid, history, k, filters, exclude_seen)
+        recs = state.recommend(v, pid, history, k, filters, exclude_seen)
         sponsored = []
         server = ads.current(v, pid)
         if server is not None:

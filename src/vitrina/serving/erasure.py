@@ -1,8 +1,9 @@
 """A shopper's rights over their data: export everything held about them, or remove it everywhere.
 
-Where a shopper's data lives: the database (profile, events, reviews, the ad log's impressions and
-clicks), the Redis cache of recent events, and every published version on disk (their trained vector
-and id in the bundle, their segment, and the saved model's id, seen row and user state). `forget`
+Where a shopper's data lives: the database (profile, events, reviews, the batch job's list of
+recommendations, the ad log's impressions and clicks), the Redis cache of recent events, and every
+published version on disk (their trained vector and id in the bundle, their segment, and the saved
+model's id, seen row and user state). `forget`
 removes all of it: the database rows in one transaction (ad rows keep their price for the advertiser's
 bill, without the shopper), the cache entry, and each version's files, each replaced atomically;
 then the current version is republished (hard links, no copying), so every worker reloads it and

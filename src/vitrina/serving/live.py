@@ -22,6 +22,7 @@ from vitrina.data.schema import (
     interactions_table,
     item_changes_table,
     items_table,
+    precomputed_table,
     reviews_table,
     users_table,
 )
@@ -157,6 +158,19 @@ class LiveStore:
                 log.warning("recent-events cache unavailable (%s); reading the database", exc)
         return [(item, kind, value) for _, item, kind, value in self._entries(user_id, limit)]
 
+    def histories(self, limit: int = 500) -> dict[str, list[tuple[str, str, float]]]:
+        """`history(user, limit)` of every user with events, in one pass over the database (the batch
+        job's read): the same lists, newest first."""
+        t = interactions_table
+        stmt = sa.select(t.c.user_id, t.c.item_id, t.c.type, t.c.value).order_by(t.c.pos.desc())
+        out: dict[str, list[tuple[str, str, float]]] = {}
+        with self.storage.engine.connect() as conn:
+            for user, item, kind, value in conn.execution_options(yield_per=50_000).execute(stmt):
+                events = out.setdefault(user, [])
+                if len(events) < limit:
+                    events.append((item, kind, float(value)))
+        return out
+
     def _entries(self, user_id: str, limit: int) -> list[tuple[int, str, str, float]]:
         t = interactions_table
         stmt = (
@@ -196,6 +210,7 @@ class LiveStore:
                 return False
             conn.execute(interactions_table.delete().where(interactions_table.c.user_id == user_id))
             conn.execute(reviews_table.delete().where(reviews_table.c.user_id == user_id))
+            conn.execute(precomputed_table.delete().where(precomputed_table.c.user_id == user_id))
             ads = ad_events_table.c.user_id == user_id
             conn.execute(sa.update(ad_events_table).where(ads).values(user_id=None))
             conn.execute(users_table.delete().where(users_table.c.user_id == user_id))

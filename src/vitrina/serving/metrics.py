@@ -23,6 +23,12 @@ class Metrics:
             "vitrina_request_seconds", "Request latency by route", ["method", "route", "status"], buckets=BUCKETS, **kw
         )
         self.requests = Counter("vitrina_requests", "Requests by route and status", ["method", "route", "status"], **kw)
+        self.lists = Counter(
+            "vitrina_precomputed_answers",
+            "Personal recommendation requests answered from the batch job's lists (hit) or scored online (miss)",
+            ["outcome"],
+            **kw,
+        )
         gauge = {"multiprocess_mode": "max"} if self.multiprocess else {}
         self.items = Gauge("vitrina_index_items", "Items the serving view holds", **gauge, **kw)
         self.version = Gauge("vitrina_model_version_info", "Serving version (label)", ["version"], **gauge, **kw)

@@ -26,6 +26,7 @@ class ServeSettings:
     content_weight: float = 0.5
     refresh_s: float = 1.0
     ads_sync_s: float = 10.0
+    precompute_k: int = 100
     redis_url: str = ""
     sentiment_model: Path | None = None
     sentiment_weight: float = 0.1

@@ -16,11 +16,14 @@ import pandas as pd
 
 from vitrina.data.storage import Storage
 from vitrina.search.engine import Models, SearchEngine, SearchSettings
+from vitrina.search.filters import Filters
 from vitrina.serving.bundle import Bundle, current_version, version_folder
 from vitrina.serving.live import Change, LiveStore
+from vitrina.serving.metrics import Metrics
+from vitrina.serving.precomputed import PrecomputedLists
 from vitrina.serving.recent import RecentCache
 from vitrina.serving.settings import ServeSettings
-from vitrina.serving.view import View
+from vitrina.serving.view import Recommendation, View
 
 __all__ = ["NotReady", "ServingState"]
 
@@ -39,11 +42,14 @@ class ServingState:
         models: Models | None = None,
         search_settings: SearchSettings | None = None,
         cache: RecentCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.storage, self.settings = storage, settings
+        self.storage, self.settings, self.metrics = storage, settings, metrics
         self.models = models or Models()
         self.search_settings = search_settings or SearchSettings()
         self.live = LiveStore(storage, cache)
+        self.lists = PrecomputedLists(storage)
+        self._lists_version: str | None = None  # the version the batch job's lists are for, if any
         self.view: View | None = None
         # Search indexes are mutated by refresh and read by requests: one at a time.
         self.lock = threading.RLock()
@@ -82,10 +88,31 @@ class ServingState:
                 changes = self.live.changes_since(self.view.seq)
                 if changes:
                     self.view = self._apply(self.view, changes)
+            serving = self.view.bundle.version
+            self._lists_version = serving if self.lists.has(serving) else None
+
+    def recommend(
+        self,
+        view: View,
+        user_id: str | None,
+        history: list[tuple[str, str, float]],
+        k: int = 10,
+        filters: Filters | None = None,
+        exclude_seen: bool = True,
+    ) -> list[Recommendation]:
+        """`view.recommend`, answered from the batch job's list when the shopper has one that still
+        holds (same version, catalogue and history; no filters, seen items left out)."""
+        if user_id is not None and not filters and exclude_seen and self._lists_version == view.bundle.version:
+            found = self.lists.recommend(view, user_id, history, k)
+            if self.metrics is not None:
+                self.metrics.lists.labels("miss" if found is None else "hit").inc()
+            if found is not None:
+                return found
+        return view.recommend(user_id, history, k, filters, exclude_seen)
 
     def _swap(self, version: str) -> None:
         try:
-            view = self._load(version)
+            view = self.load_view(version)
         except Exception as exc:
             self.load_error = f"version {version} cannot be loaded ({type(exc).__name__}: {exc}); still serving " + (
                 self.view.bundle.version if self.view is not None else "nothing"
@@ -103,11 +130,13 @@ class ServingState:
         finally:
             self._loading = None
 
-    def _load(self, version: str) -> View:
+    def load_view(self, version: str, search: bool = True) -> View:
+        """The view a worker serves `version` with, catalogue changes applied (`search=False`: without
+        the search indexes, as the batch job ranks)."""
         folder = version_folder(self.settings.dir, version)
         bundle = Bundle.load(folder)
         engine = None
-        if (folder / "search").is_dir():
+        if search and (folder / "search").is_dir():
             engine = SearchEngine.load(folder / "search", self.storage, self.models, self.search_settings)
         view = View(bundle, self.storage.read("items"), engine, self.settings, seq=int(bundle.info.get("feed_seq", 0)))
         if (folder / "segments.json").exists():

@@ -98,6 +98,16 @@ class View:
         ]
         self._filter_mask = functools.lru_cache(maxsize=128)(self._mask_uncached)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (the batch job ships one view to its Ray workers): without the filter cache."""
+        state = dict(self.__dict__)
+        state.pop("_filter_mask", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._filter_mask = functools.lru_cache(maxsize=128)(self._mask_uncached)
+
     # -- catalogue changes ---------------------------------------------------------------------
 
     def apply(self, changes: Sequence[Change], catalog_rows: pd.DataFrame) -> View:
@@ -260,6 +270,19 @@ class View:
         filters: Filters | None = None,
         exclude_seen: bool = True,
     ) -> list[Recommendation]:
+        top, scores, basis = self.rank(user_id, history, k, filters, exclude_seen)
+        return self.explain(top, scores, history, basis, user_id)
+
+    def rank(
+        self,
+        user_id: str | None,
+        history: Sequence[tuple[str, str, float]],
+        k: int = 10,
+        filters: Filters | None = None,
+        exclude_seen: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray, str]:
+        """The top-k rows, best first, their scores and the basis: `recommend` without the reasons
+        (what the batch job stores)."""
         profile = self._profile(history)
         scores, basis = self.scores(user_id, history, profile)
         allowed = self.allowed(filters).copy()
@@ -268,21 +291,22 @@ class View:
             allowed[seen] = False
         candidates = np.flatnonzero(allowed)
         if not len(candidates):
-            return []
+            return candidates, np.zeros(0, np.float32), basis
         k = min(k, len(candidates))
         top = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return self._explain(top, scores[top], profile, basis, user_id)
+        return top, scores[top], basis
 
-    def _explain(
+    def explain(
         self,
         top: np.ndarray,
         scores: np.ndarray,
-        profile: tuple[np.ndarray, np.ndarray, list[str]],
+        history: Sequence[tuple[str, str, float]],
         basis: str,
         user_id: str | None,
     ) -> list[Recommendation]:
-        rows, _, types = profile
+        """Each ranked row with the reason it is there (the history item it rests on)."""
+        rows, _, types = self._profile(history)
         out = []
         together = self.bundle.together
         stores = {by: (index, index.vectors) for by in ("image", "text") if (index := self._index(by)) is not None}

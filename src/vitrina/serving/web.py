@@ -151,7 +151,7 @@ def mount_web(
 
     def recs(view: View, user: str | None, k: int, feed: bool = True) -> tuple[str, list[dict[str, Any]]]:
         history = state.live.history(user) if user else []
-        found = view.recommend(user, history, k)
+        found = state.recommend(view, user, history, k)
         title = "Recommended for you" if user else "Popular now"
         cards = [{**view.card(r.item_id), "reason": r.reason} for r in found]
         server = ads.current(view, user) if feed else None

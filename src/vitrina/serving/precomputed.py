@@ -1,0 +1,106 @@
+"""Top-K lists ranked ahead for every shopper by the batch job (`vitrina serve precompute`, on Ray
+with `--ray`), kept in the database the workers share.
+
+A list is exactly what a request would rank at that moment, so it may answer a request only while
+the three things it was ranked from still hold: the version, the catalogue (the change feed's
+position) and the shopper's history (its digest). An event, an item change or a new version makes
+the request score online again, as it does without lists; the next batch run catches up. Only the
+reasons are worked out per request (cheap: k items against the last events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from vitrina.data.schema import precomputed_table
+from vitrina.data.storage import Storage
+from vitrina.serving.view import Recommendation, View
+
+__all__ = ["PrecomputedLists", "history_key", "rank_users"]
+
+History = Sequence[tuple[str, str, float]]
+
+
+def history_key(history: History) -> str:
+    """Digest of a history (item, type, value, newest first): equal in every process, unlike hash()."""
+    digest = hashlib.blake2b(digest_size=16)
+    for item, kind, value in history:
+        digest.update(f"{item}\x1f{kind}\x1f{float(value)!r}\x1e".encode())
+    return digest.hexdigest()
+
+
+def rank_users(view: View, users: Sequence[str], histories: Sequence[History], k: int) -> list[dict[str, Any]]:
+    """Rows of the lists table for these shoppers: what `View.recommend` would rank for each now
+    (no filters, seen items left out)."""
+    rows = []
+    for user, history in zip(users, histories, strict=True):
+        top, scores, basis = view.rank(user, history, k)
+        ranked = {"k": k, "items": [view.ids[r] for r in top.tolist()], "scores": [float(x) for x in scores]}
+        rows.append(
+            {
+                "version": view.bundle.version,
+                "user_id": user,
+                "feed_seq": view.seq,
+                "history_key": history_key(history),
+                "basis": basis,
+                "ranked": json.dumps(ranked),
+            }
+        )
+    return rows
+
+
+class PrecomputedLists:
+    """The lists table: replaced whole by each batch run, read one shopper at a time by the workers."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+
+    def replace(self, rows: Iterable[dict[str, Any]], batch_size: int = 5000) -> int:
+        """The new lists in place of all old ones, in one transaction (a worker reads the old set or
+        the new one); lists of older versions are never read again, so they go too."""
+        n = 0
+        with self.storage.begin() as conn:
+            conn.execute(precomputed_table.delete())
+            batch: list[dict[str, Any]] = []
+            for row in rows:
+                batch.append(row)
+                if len(batch) >= batch_size:
+                    conn.execute(sa.insert(precomputed_table), batch)
+                    n, batch = n + len(batch), []
+            if batch:
+                conn.execute(sa.insert(precomputed_table), batch)
+                n += len(batch)
+        return n
+
+    def has(self, version: str) -> bool:
+        """Whether the batch job has written lists for this version (asked once per refresh)."""
+        t = precomputed_table
+        with self.storage.engine.connect() as conn:
+            return conn.execute(sa.select(t.c.user_id).where(t.c.version == version).limit(1)).first() is not None
+
+    def recommend(self, view: View, user_id: str, history: History, k: int) -> list[Recommendation] | None:
+        """The shopper's stored list as `View.recommend(user_id, history, k)` would answer it, or None
+        when there is none or it no longer holds."""
+        t = precomputed_table
+        stmt = sa.select(t.c.feed_seq, t.c.history_key, t.c.basis, t.c.ranked).where(
+            t.c.version == view.bundle.version, t.c.user_id == user_id
+        )
+        with self.storage.engine.connect() as conn:
+            found = conn.execute(stmt).first()
+        if found is None or int(found.feed_seq) != view.seq or found.history_key != history_key(history):
+            return None
+        ranked = json.loads(found.ranked)
+        items = ranked["items"]
+        if k > ranked["k"] and len(items) >= ranked["k"]:
+            return None  # asked for more than was ranked, and there were more candidates
+        rows = [view.row.get(i) for i in items[:k]]
+        if any(r is None for r in rows):
+            return None
+        scores = np.asarray(ranked["scores"][:k], dtype=np.float32)
+        return view.explain(np.asarray(rows, dtype=np.int64), scores, history, found.basis, user_id)
