@@ -71,3 +71,23 @@ def test_add_update_delete_compact_and_reload(data: tuple[list[str], np.ndarray]
     loaded.compact()
     assert loaded.tombstones == 0 and len(loaded) == 99
     assert {i for i, _ in loaded.search(vectors[5:6], 2)[0]} == {"v1", "v5"}
+
+
+def test_a_mapped_index_searches_alike_and_copies_itself_on_the_first_change(
+    data: tuple[list[str], np.ndarray], tmp_path: Path
+) -> None:
+    ids, vectors = data
+    index = VectorIndex(32, exact_below=0)
+    index.add(ids, vectors)
+    folder = index.save(tmp_path / "vectors")
+    saved = (folder / "hnsw.faiss").read_bytes()
+    mapped = VectorIndex.load(folder, mmap=True)
+    assert mapped.mapped_from == folder / "hnsw.faiss"
+    assert mapped.search(vectors[:4], 10) == index.search(vectors[:4], 10)
+    assert np.array_equal(mapped.vectors, index.vectors) and np.array_equal(mapped.vector("v7"), index.vector("v7"))
+    mapped.delete(["v3"])  # a tombstone: the mapping stays
+    assert mapped.mapped_from is not None and "v3" not in {i for i, _ in mapped.search(vectors[3:4], 5)[0]}
+    mapped.add(["new"], vectors[9:10] + 0.01)  # a write: faiss would abort on mapped storage
+    assert mapped.mapped_from is None and len(mapped) == len(ids)
+    assert "new" in {i for i, _ in mapped.search(vectors[9:10], 2)[0]}
+    assert (folder / "hnsw.faiss").read_bytes() == saved  # the version's file is untouched

@@ -86,6 +86,7 @@ class SearchSettings:
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 64
     exact_below: int = 10_000
+    mmap_vectors: bool = True
 
     def __post_init__(self) -> None:
         if self.fusion not in FUSIONS:
@@ -265,13 +266,13 @@ class SearchEngine:
                 vectors = text_vectors(catalog)
             else:
                 vectors = models.text_encoder.encode(item_text(catalog, settings.text_fields), progress=True)
-            indexes["semantic"] = cls._vector_index(vectors.shape[1], settings)
+            indexes["semantic"] = cls.vector_index(vectors.shape[1], settings)
             indexes["semantic"].add(list(ids), vectors)
         if models.image_encoder is not None:
             image_root = Path(image_root) if image_root else None
             photos, has = image_vectors(catalog) if image_vectors else _encode_photos(models, catalog, image_root)
             for name, rows in _photo_rows(models, photos[has]).items():
-                indexes[name] = cls._vector_index(rows.shape[1], settings)
+                indexes[name] = cls.vector_index(rows.shape[1], settings)
                 indexes[name].add(list(ids[has]), rows)
         return cls(catalog, lexical, indexes, models, settings, image_root)
 
@@ -287,7 +288,8 @@ class SearchEngine:
         )
 
     @staticmethod
-    def _vector_index(dim: int, settings: SearchSettings) -> VectorIndex:
+    def vector_index(dim: int, settings: SearchSettings) -> VectorIndex:
+        """An empty HNSW index with the [search] settings."""
         return VectorIndex(
             dim,
             m=settings.hnsw_m,
@@ -347,8 +349,8 @@ class SearchEngine:
                     f"{folder} was built with {key.replace('_', ' ')} {saved['name']}, not {given.name} "
                     "(or with other settings): rebuild the index or use the same encoder"
                 )
-        indexes = {name: VectorIndex.load(folder / name) for name in info["indexes"]}
         settings = settings or SearchSettings()
+        indexes = {name: VectorIndex.load(folder / name, mmap=settings.mmap_vectors) for name in info["indexes"]}
         lexical = cls.lexical_index(storage, settings)
         return cls(storage.read("items"), lexical, indexes, models, settings, info["image_root"])
 

@@ -9,6 +9,11 @@ Filters are an allowed-row mask handed to faiss (`IDSelectorBitmap`), so HNSW wa
 and only returns rows that pass. When few rows pass (a narrow category), a graph walk would
 wander far to find k of them: below `exact_below` allowed rows the search is exact instead,
 which is then both faster and complete.
+
+Several serving workers load the same saved index: `load(..., mmap=True)` maps the stored vectors
+from the file instead of reading them, so the workers share one copy in the page cache (only the
+graph's links are per worker). A mapped index is read-only to faiss; the first change re-reads it
+into the worker's own memory (versions' files are never rewritten in place, so the mapping stays valid).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class VectorIndex:
         self.row_ids: list[str] = []
         self.alive = np.zeros(0, dtype=bool)
         self.rows: dict[str, int] = {}
+        self.mapped_from: Path | None = None  # the file the vectors are memory-mapped from, if they are
 
     def _new_index(self) -> faiss.IndexHNSWFlat:
         index = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
@@ -71,6 +77,8 @@ class VectorIndex:
         if not np.isfinite(vectors).all():
             raise ValueError("vectors contain NaN or infinity")
         self.delete([i for i in ids if i in self.rows])
+        if self.mapped_from is not None:  # faiss aborts the process on a write to mapped storage
+            self.index, self.mapped_from = faiss.read_index(str(self.mapped_from)), None
         vectors = l2_normalize(vectors)
         start = len(self.row_ids)
         self.index.add(vectors)
@@ -95,7 +103,7 @@ class VectorIndex:
         live = np.flatnonzero(self.alive)
         # Fancy indexing copies: the rows outlive the old index and its buffer.
         ids, vectors = [self.row_ids[r] for r in live], self.vectors[live]
-        self.index, self.row_ids = self._new_index(), []
+        self.index, self.row_ids, self.mapped_from = self._new_index(), [], None
         self.alive, self.rows = np.zeros(0, dtype=bool), {}
         if len(ids):
             self.add(ids, vectors)
@@ -141,10 +149,17 @@ class VectorIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> VectorIndex:
+    def load(cls, folder: str | Path, mmap: bool = False) -> VectorIndex:
+        """`mmap`: map the vectors from the file (shared by every process that maps it) instead of
+        reading them into this process."""
         folder = Path(folder)
         index = cls(**json.loads((folder / "index.json").read_text()))
-        index.index = faiss.read_index(str(folder / "hnsw.faiss"))
+        path = folder / "hnsw.faiss"
+        if mmap:
+            index.index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY)
+            index.mapped_from = path
+        else:
+            index.index = faiss.read_index(str(path))
         with np.load(folder / "rows.npz", allow_pickle=False) as z:
             index.alive, index.row_ids = z["alive"], z["ids"].tolist()
         index.rows = {index.row_ids[r]: int(r) for r in np.flatnonzero(index.alive)}
