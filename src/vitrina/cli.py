@@ -370,6 +370,31 @@ def bench_speed(
         typer.echo(f"\nwrote {out}")
 
 
+@bench_app.command("scale")
+def bench_scale(
+    ctx: typer.Context,
+    sizes: Annotated[str, typer.Option(help="catalogue sizes in items, comma-separated")] = "10000,100000,1000000",
+    samples: Annotated[int, typer.Option(help="shoppers and queries timed per size")] = 300,
+    plots: Annotated[Path | None, typer.Option(help="folder for the size-vs-cost plot")] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON output file (rewritten after each size)")] = None,
+) -> None:
+    """amazon-toys-2023 scaled to each size (cloned items, resampled shoppers, 10 events per item):
+    featurization here and on Ray, training epochs, index builds, memory per item, latencies."""
+    from vitrina.bench import scale
+
+    cfg = _config(ctx)
+    try:
+        chosen = [int(s.replace("_", "")) for s in sizes.split(",") if s.strip()]
+    except ValueError:
+        _fail(f"--sizes expects item counts like 10000,100000, got {sizes!r}")
+    result = scale.measure(cfg, chosen, out, log=lambda line: typer.echo(line, err=True), samples=samples)
+    typer.echo(scale.table(result))
+    if plots is not None:
+        typer.echo(f"wrote {scale.plot(result, plots / 'scale.png')}")
+    if out is not None:
+        typer.echo(f"wrote {out}")
+
+
 @bench_app.command("report")
 def bench_report(
     files: Annotated[list[Path], typer.Argument(help="JSON files written by `vitrina bench rec --out`")],
