@@ -167,3 +167,29 @@ def test_forget_saved_removes_a_shopper(name: str, fitted: dict, tmp_path) -> No
         idx_old = model.users.to_index(np.array(others))
         idx_new = back.users.to_index(np.array(others))
         np.testing.assert_allclose(back.score(idx_new), model.score(idx_old), rtol=1e-6)
+
+
+def test_bpr_with_sparse_updates_learns_and_touches_only_the_batch(snap: Snapshot, fitted: dict, tmp_path) -> None:
+    """Lazy Adam on sparse gradients: as good as dense BPR here, rows outside a batch left alone,
+    and refused where it would be wrong (propagating models)."""
+    params = {**FAST["bpr"], "sparse_updates": True}
+    model = create("bpr", seed=1, **params).fit(
+        snap, Evaluator(snap.train, snap.valid, ks=(20,)), patience=5, max_epochs=60, progress=False
+    )
+    test = Evaluator(snap.train, snap.test, ks=(10,))
+    sparse = test.evaluate(model._score_np, full=False)["recall@10"]
+    dense = test.evaluate(fitted["bpr"]._score_np, full=False)["recall@10"]
+    assert sparse > dense - 0.05, (sparse, dense)
+    one = create("bpr", seed=1, **{**params, "batch_size": 4})
+    one._init_training(snap)
+    before = one.item_emb.detach().clone()
+    u, i, j = (torch.tensor(x) for x in ([0, 1], [2, 3], [4, 5]))
+    one.optimizer.zero_grad()
+    one._batch_loss(u, i, j).backward()
+    assert one.item_emb.grad.is_sparse
+    one.optimizer.step()
+    moved = (one.item_emb.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert moved == [2, 3, 4, 5]
+    assert_reloads_identically(model, tmp_path / "sparse", n_users=20)
+    with pytest.raises(ValueError, match="sparse_updates"):
+        create("lightgcn", sparse_updates=True)

@@ -34,6 +34,7 @@ class BPR(Recommender):
         reg_weight: float = 1e-5,
         batch_size: int = 2048,
         seed: int = 0,
+        sparse_updates: bool = False,
     ) -> None:
         super().__init__(
             seed=seed,
@@ -41,9 +42,17 @@ class BPR(Recommender):
             learning_rate=learning_rate,
             reg_weight=reg_weight,
             batch_size=batch_size,
+            **({"sparse_updates": True} if sparse_updates else {}),
         )
         self.dim, self.lr, self.reg = int(embedding_dim), float(learning_rate), float(reg_weight)
         self.batch_size = int(batch_size)
+        # Sparse gradients and lazy Adam (torch SparseAdam): a step touches only the batch's rows, so
+        # an epoch costs O(events) instead of O(events x (users + items)) with dense Adam over the
+        # whole tables; the moments of rows outside the batch are not decayed (a different optimiser,
+        # hence off by default). Plain MF only: propagating models need dense gradients.
+        self.sparse_updates = bool(sparse_updates)
+        if self.sparse_updates and type(self)._final_embeddings is not BPR._final_embeddings:
+            raise ValueError(f"{self.name}: sparse_updates needs embeddings used as they are (plain bpr)")
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
         # Data parallelism (vitrina.distributed.train): (rank, world size) of this process in a
         # torch.distributed group. Every process draws the same batches; each takes its slice, and
@@ -52,11 +61,14 @@ class BPR(Recommender):
         self.shard: tuple[int, int] | None = None
 
     def _init_training(self, data: Snapshot) -> None:
+        if self.sparse_updates and self.shard is not None:
+            raise ValueError("sparse_updates does not train data-parallel (gradients are summed dense)")
         gen = torch.Generator().manual_seed(self.seed)
         self.user_emb = nn.Parameter(xavier_rows(data.n_users, self.dim, gen))
         self.item_emb = nn.Parameter(xavier_rows(data.n_items, self.dim, gen))
         self.sampler = PairSampler(data.train, self.batch_size, self.seed)
-        self.optimizer = torch.optim.Adam([self.user_emb, self.item_emb], lr=self.lr)
+        optimizer = torch.optim.SparseAdam if self.sparse_updates else torch.optim.Adam
+        self.optimizer = optimizer([self.user_emb, self.item_emb], lr=self.lr)
 
     def _final_embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """User and item embeddings used for scoring; MF uses the free parameters directly."""
@@ -96,10 +108,18 @@ class BPR(Recommender):
         self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, user_all: torch.Tensor, item_all: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(BPR loss + L2 penalty, the batch's user vectors) for triples (u, i, j)."""
-        ue, ie, je = user_all[u], item_all[i], item_all[j]
+        if self.sparse_updates:  # the free tables themselves: rows by F.embedding give sparse gradients
+            ue, ie, je = (F.embedding(x, t, sparse=True) for x, t in ((u, user_all), (i, item_all), (j, item_all)))
+        else:
+            ue, ie, je = user_all[u], item_all[i], item_all[j]
         loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
         if self.reg > 0:
-            loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
+            # Plain MF: the batch's final embeddings are its free ones.
+            sparse = self.sparse_updates
+            penalty = (
+                ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum() if sparse else self._penalty(u, i, j, ue, ie, je)
+            )
+            loss = loss + self.reg * penalty / (2 * len(u))
         return loss, ue
 
     def _penalty(
