@@ -9,6 +9,8 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from vitrina.serving import process
 
 
@@ -19,11 +21,18 @@ def _call(url: str, body: dict | None = None) -> tuple[int, dict]:
         return r.status, json.loads(r.read())
 
 
-def test_two_workers_share_items_and_metrics(served, shop_dir: Path) -> None:
+@pytest.mark.parametrize("recent", ["database", "redis"])
+def test_two_workers_share_items_and_metrics(
+    served, shop_dir: Path, recent: str, request: pytest.FixtureRequest
+) -> None:
+    """Also the server deployment's shape: with Redis holding recent events (and, in the PostgreSQL
+    pass, PostgreSQL as the store), an event posted to either worker changes both workers' answer."""
     cfg, _, _ = served
     port = process.free_port()
     keys = ("paths.cache_dir", "storage.url", "serve.media_root", "features.store.image_encoder")
     overrides = {k: str(cfg.get(k)) for k in keys} | {"serve.dir": str(cfg.cache_dir / "serve"), "serve.refresh_s": 0.0}
+    if recent == "redis":
+        overrides["serve.redis_url"] = request.getfixturevalue("redis_url")
     server = process.start(overrides, 2, port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -37,6 +46,11 @@ def test_two_workers_share_items_and_metrics(served, shop_dir: Path) -> None:
             r'vitrina_requests_total\{method="GET",route="/items/\{item_id\}/similar",status="200"\} (\S+)', metrics
         )
         assert served_similar and float(served_similar.group(1)) == 12
+        user = f"w-{recent}"
+        assert _call(base + "/events", {"user_id": user, "item_id": "w-1", "type": "cart"})[0] == 201
+        answers = [_call(base + f"/users/{user}/recommendations?k=5")[1]["items"] for _ in range(8)]
+        # Whichever worker answers, the one event is the whole profile: every item rests on it.
+        assert all(a == answers[0] and a and all(r["because"] == "w-1" for r in a) for a in answers)
     finally:
         server.terminate()
         server.wait(timeout=30)
