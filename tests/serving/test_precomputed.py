@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+import redis
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
@@ -20,7 +21,11 @@ from vitrina.data.storage import Storage
 from vitrina.distributed.batch_score import precompute
 from vitrina.search.engine import Models
 from vitrina.serving.app import create_app
+from vitrina.serving.erasure import forget_user
+from vitrina.serving.live import LiveStore
 from vitrina.serving.precomputed import PrecomputedLists, history_key
+from vitrina.serving.process import free_port
+from vitrina.serving.recent import RecentCache
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import ServingState
 
@@ -148,3 +153,25 @@ def test_ray_workers_store_the_same_lists(served) -> None:
         ray.shutdown()
     assert report["ray"] == "local" and report["users"] == local["users"] == len(expected) > 20
     assert _stored(storage) == expected
+
+
+def test_lists_are_copied_to_redis_read_from_it_first_and_erased_there_too(served, redis_url: str) -> None:
+    cfg, storage, _ = served
+    client = redis.Redis.from_url(redis_url)
+    report = precompute(cfg.with_overrides({"serve.redis_url": redis_url}), storage, k=10, progress=False)
+    state, view = _state(served)
+    key = f"vitrina:lists:{view.bundle.version}"
+    assert client.hlen(key) == report["users"] > 20
+    user = storage.personal.user_id("u11")
+    history = state.live.history(user)
+    t = precomputed_table
+    with storage.begin() as conn:  # gone from the table: only Redis can answer now
+        conn.execute(t.delete().where(t.c.user_id == user))
+    assert PrecomputedLists(storage).recommend(view, user, history, 5) is None
+    cached = PrecomputedLists(storage, client).recommend(view, user, history, 5)
+    assert cached == view.recommend(user, history, 5)
+    other = storage.personal.user_id("u12")
+    dead = redis.Redis(port=free_port(), socket_timeout=0.5)  # Redis not answering: the table answers
+    assert PrecomputedLists(storage, dead).recommend(view, other, state.live.history(other), 5) is not None
+    forget_user(storage, ServeSettings.from_config(cfg).dir, user, LiveStore(storage, RecentCache(client)))
+    assert client.hget(key, user) is None and client.hlen(key) == report["users"] - 1

@@ -19,6 +19,7 @@ from vitrina.config import Config
 from vitrina.data.storage import Storage
 from vitrina.serving.bundle import current_version
 from vitrina.serving.precomputed import PrecomputedLists, rank_users
+from vitrina.serving.recent import redis_client
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import ServingState
 
@@ -56,7 +57,8 @@ def precompute(
             return
         yield from _rank_on_ray(view, chunks, histories, k, address, workers, bar)
 
-    stored = PrecomputedLists(storage).replace(ranked())
+    redis = redis_client(settings.redis_url) if settings.redis_url else None
+    stored = PrecomputedLists(storage, redis).replace(ranked())
     bar.close()
     done = time.perf_counter()
     return {

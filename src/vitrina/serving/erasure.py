@@ -5,7 +5,7 @@ recommendations, the ad log's impressions and clicks), the Redis cache of recent
 published version on disk (their trained vector and id in the bundle, their segment, and the saved
 model's id, seen row and user state). `forget`
 removes all of it: the database rows in one transaction (ad rows keep their price for the advertiser's
-bill, without the shopper), the cache entry, and each version's files, each replaced atomically;
+bill, without the shopper), the cache entries, and each version's files, each replaced atomically;
 then the current version is republished (hard links, no copying), so every worker reloads it and
 drops the vector from memory. Not removed: the append-only audit log, which records the erasure
 itself (under the pseudonym), and item-side parameters trained on everyone (item vectors, item-item
@@ -30,6 +30,7 @@ from vitrina.models.base import Recommender
 from vitrina.privacy.audit import AuditLog
 from vitrina.serving.bundle import Bundle, current_version, publish, version_folder
 from vitrina.serving.live import LiveStore
+from vitrina.serving.precomputed import PrecomputedLists
 
 __all__ = ["export_user", "forget_user"]
 
@@ -70,6 +71,7 @@ def forget_user(storage: Storage, serve_dir: str | Path, user_id: str, live: Liv
     """Remove the shopper `user_id` (their pseudonym) everywhere; returns what was removed where."""
     live = live or LiveStore(storage)
     report: dict[str, Any] = {"user_id": user_id, "database": live.delete_user(user_id), "versions": {}}
+    PrecomputedLists(storage, live.cache.client if live.cache is not None else None).forget(user_id)
     if storage.dialect == "sqlite":  # move the overwritten pages out of the write-ahead log now
         with storage.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

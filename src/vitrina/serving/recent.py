@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["RecentCache"]
+__all__ = ["RecentCache", "redis_client"]
 
 log = logging.getLogger("vitrina.serving")
 
@@ -41,6 +41,14 @@ return 0
 """
 
 
+def redis_client(url: str) -> Any:
+    """A client for `[serve] redis_url`: a short timeout, so a Redis that stops answering costs a
+    request 2 s once and the callers fall back to the database."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=2.0)
+
+
 class RecentCache:
     def __init__(self, client: Any, keep: int = 500, ttl_s: int = 86_400, prefix: str = "vitrina:recent:") -> None:
         self.client, self.keep, self.ttl_s, self.prefix = client, keep, ttl_s, prefix
@@ -49,9 +57,7 @@ class RecentCache:
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> RecentCache:
-        import redis
-
-        return cls(redis.Redis.from_url(url, socket_timeout=2.0), **kw)
+        return cls(redis_client(url), **kw)
 
     def _key(self, user_id: str) -> str:
         return self.prefix + user_id

@@ -71,10 +71,11 @@ class PostgresServer:
     root: Path
     port: int
     durable: bool = True
-    bin_dir: Path = field(default_factory=lambda: find_pg_bin() or Path("/nonexistent"))
+    bin_dir: Path | None = None  # None: the installed binaries (find_pg_bin)
 
     def __post_init__(self) -> None:
-        if not (self.bin_dir / "postgres").is_file():
+        self.bin_dir = self.bin_dir or find_pg_bin()
+        if self.bin_dir is None or not (self.bin_dir / "postgres").is_file():
             raise ServerUnavailable(PG_HINT)
         self.root = Path(self.root).resolve()  # pg_ctl runs inside it
         self.run_as = _run_as_postgres()

@@ -48,7 +48,7 @@ class ServingState:
         self.models = models or Models()
         self.search_settings = search_settings or SearchSettings()
         self.live = LiveStore(storage, cache)
-        self.lists = PrecomputedLists(storage)
+        self.lists = PrecomputedLists(storage, cache.client if cache is not None else None)
         self._lists_version: str | None = None  # the version the batch job's lists are for, if any
         self.view: View | None = None
         # Search indexes are mutated by refresh and read by requests: one at a time.

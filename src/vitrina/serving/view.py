@@ -153,7 +153,7 @@ class View:
             pad = np.zeros((n_new, self.item_factors.shape[1]), np.float32)
             new.item_factors = np.vstack([self.item_factors, pad])
             new.has_factors = np.concatenate([self.has_factors, np.zeros(n_new, bool)])
-            new.popularity = np.concatenate([self.popularity, np.zeros(n_new)])
+            new.popularity = np.concatenate([self.popularity, np.zeros(n_new, self.popularity.dtype)])
         for r in replaced:
             meta.loc[r] = by_id.loc[new.ids[r]][meta.columns]
         new.joint, new.meta = joint, meta.reset_index(drop=True)
