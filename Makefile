@@ -40,7 +40,7 @@ test: venv $(E2E_STAMP)
 	$(MAKE) test-postgres
 
 test-postgres: venv
-	if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
+	@if ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then \
 		VITRINA_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q; \
 	else echo "PostgreSQL not installed (apt-get install postgresql): the PostgreSQL pass is skipped"; fi
 
