@@ -96,6 +96,18 @@ def shop_db_url(request: pytest.FixtureRequest) -> Callable[[Path], str]:
     return url
 
 
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[None]:
+    """A local Ray instance with 2 CPUs (as CI has) for a module's tests; shut down after them."""
+    import ray
+
+    from vitrina.distributed.ray_encoder import ensure_ray
+
+    ensure_ray(None, num_cpus=2)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def redis_url(tmp_path: Path) -> Iterator[str]:
     """A private redis-server on 127.0.0.1, no persistence; stopped after the test. Skipped with a

@@ -366,16 +366,11 @@ def test_bench_federated_unknown_setting_is_a_clear_error(env: dict[str, str]) -
     assert result.exit_code == 2 and "unknown federated setting(s) rounds" in result.output
 
 
-def test_train_on_ray_saves_a_model_that_loads(env: dict[str, str], tmp_path: Path) -> None:
-    import ray
-
+def test_train_on_ray_saves_a_model_that_loads(env: dict[str, str], tmp_path: Path, ray_local: None) -> None:
     from vitrina.models import Recommender
 
     out = tmp_path / "model"
-    try:
-        result = invoke(env, "train", "--model", "bpr", "--dataset", "tiktok", "--ray", "local", "--out", str(out))
-    finally:
-        ray.shutdown()
+    result = invoke(env, "train", "--model", "bpr", "--dataset", "tiktok", "--ray", "local", "--out", str(out))
     report = json.loads(result.output[result.output.index("{") :])
     assert report["saved"] == str(out) and report["test"]["recall@20"] >= 0
     model = Recommender.load(out)

@@ -36,6 +36,9 @@ servers_app = typer.Typer(
 )
 app.add_typer(servers_app, name="servers")
 
+RayOpt = Annotated[
+    str | None, typer.Option(help="run it on Ray: 'local' (start Ray here) or a cluster address ('auto', 'ray://...')")
+]
 ParamOpt = Annotated[
     list[str] | None,
     typer.Option("--param", "-p", help="model.key=value (repeatable); v1,v2,... is a grid selected on validation"),
@@ -53,6 +56,11 @@ def _print_result(table: str, result: dict, out: Path | None) -> None:
     typer.echo(table)
     if out is not None:
         typer.echo(f"\nwrote {write_json(out, result)}")
+
+
+def _on_ray(cfg: Config, ray: str | None) -> Config:
+    """`cfg` with a command's --ray option as `[distributed] ray_address`, when given."""
+    return cfg if ray is None else cfg.with_overrides({"distributed.ray_address": ray})
 
 
 def _fail(message: str) -> None:
@@ -184,10 +192,7 @@ def train(
     split: Annotated[str | None, typer.Option(help="official | random | leave-last-out | temporal | cold-item")] = None,
     out: Annotated[Path | None, typer.Option(help="folder to save the model (default: results/models/...)")] = None,
     param: ParamOpt = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="train data-parallel on Ray Train: 'local' (start Ray here) or a cluster address"),
-    ] = None,
+    ray: RayOpt = None,
 ) -> None:
     """Train one model with early stopping on validation, report test metrics and save it."""
     from vitrina.bench.rec import grid, parse_params, run_model
@@ -417,10 +422,7 @@ def featurize(
         str | None, typer.Option(help="comma list of text,image,audio (default: features.store.modalities)")
     ] = None,
     limit: Annotated[int | None, typer.Option(help="only the first N items (a quick look)")] = None,
-    ray: Annotated[
-        str | None,
-        typer.Option(help="run the encoders on Ray Data: 'local' (start Ray here) or a cluster address"),
-    ] = None,
+    ray: RayOpt = None,
 ) -> None:
     """Encode the catalogue's text, photos and audio into item features, cached by content.
 
@@ -430,9 +432,7 @@ def featurize(
     from vitrina.data.datasets import load_dataset
     from vitrina.features.featurize import featurize as run
 
-    cfg = _config(ctx)
-    if ray is not None:
-        cfg = cfg.with_overrides({"distributed.ray_address": ray})
+    cfg = _on_ray(_config(ctx), ray)
     raw = load_dataset(dataset, cfg.data_dir)
     if limit is not None:
         raw.items = raw.items.head(limit).reset_index(drop=True)
@@ -854,16 +854,14 @@ def serve_build(
 def serve_precompute(
     ctx: typer.Context,
     k: Annotated[int | None, typer.Option(help="items per shopper (default serve.precompute_k)")] = None,
-    ray: Annotated[str | None, typer.Option(help="rank on Ray: 'local' (start Ray here) or a cluster address")] = None,
+    ray: RayOpt = None,
 ) -> None:
     """Batch scoring: rank every shopper's top-k on the current version and store the lists the
     workers answer from while they hold (version, catalogue and the shopper's history unchanged)."""
     from vitrina.distributed.batch_score import precompute
     from vitrina.privacy.personal import open_storage
 
-    cfg = _config(ctx)
-    if ray is not None:
-        cfg = cfg.with_overrides({"distributed.ray_address": ray})
+    cfg = _on_ray(_config(ctx), ray)
     try:
         with open_storage(cfg) as storage:
             storage.create_schema()
@@ -996,12 +994,13 @@ def servers_status(ctx: typer.Context) -> None:
     """Whether each server is running, and where."""
     from vitrina.serving.servers import ServerUnavailable, deployment
 
+    cfg = _config(ctx)
     try:
-        postgres, redis = deployment(_config(ctx))
+        postgres, redis = deployment(cfg)
     except ServerUnavailable as exc:
         _fail(str(exc))
     status = {
-        "postgres": {"running": postgres.running(), "url": postgres.url(str(_config(ctx).get("servers.database")))},
+        "postgres": {"running": postgres.running(), "url": postgres.url(str(cfg.get("servers.database")))},
         "redis": {"running": redis.running(), "url": redis.url},
     }
     typer.echo(json.dumps(status, indent=2))

@@ -6,7 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["save_figure"]
+__all__ = ["pyplot", "save_figure"]
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot drawing to files (the Agg backend: no display on servers and in CI)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:

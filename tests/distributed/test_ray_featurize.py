@@ -3,24 +3,13 @@ the local run, written to the same feature store, and a second run encodes nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from features.test_store import _catalogue, _cfg
-from vitrina.distributed.ray_encoder import RayDataEncoder, ensure_ray
+from vitrina.distributed.ray_encoder import RayDataEncoder
 from vitrina.features.featurize import featurize, modality_encoder
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    import ray
-
-    ensure_ray(None, num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def test_ray_featurize_matches_the_local_run(ray_local: None, tmp_path: Path) -> None:

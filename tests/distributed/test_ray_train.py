@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +9,12 @@ import pytest
 
 from synthetic import clustered_dataset
 from vitrina.data.snapshot import Snapshot
-from vitrina.distributed.ray_encoder import ensure_ray
 from vitrina.distributed.train import fit_on_ray
 from vitrina.evaluation import Evaluator
 from vitrina.models import create
 
 PARAMS = {"embedding_dim": 16, "learning_rate": 0.01, "batch_size": 255, "n_layers": 2}
 TRAINER = {"max_epochs": 12, "patience": 4, "eval_every": 1}
-
-
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    import ray
-
-    ensure_ray(None, num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def test_two_workers_train_the_single_process_lightgcn(ray_local: None, tmp_path: Path) -> None:

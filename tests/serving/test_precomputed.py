@@ -140,17 +140,13 @@ def _stored(storage: Storage) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sa.select(t).order_by(t.c.user_id))]
 
 
-def test_ray_workers_store_the_same_lists(served) -> None:
+def test_ray_workers_store_the_same_lists(served, ray_local: None) -> None:
     """Two Ray workers, chunks of 5 shoppers: row for row what this process stores."""
-    ray = pytest.importorskip("ray")
     cfg, storage, _ = served
     local = precompute(cfg, storage, k=15, chunk_size=5, progress=False)
     expected = _stored(storage)
     on_ray = cfg.with_overrides({"distributed.ray_address": "local", "distributed.workers": 2})
-    try:
-        report = precompute(on_ray, storage, k=15, chunk_size=5, progress=False)
-    finally:
-        ray.shutdown()
+    report = precompute(on_ray, storage, k=15, chunk_size=5, progress=False)
     assert report["ray"] == "local" and report["users"] == local["users"] == len(expected) > 20
     assert _stored(storage) == expected
 

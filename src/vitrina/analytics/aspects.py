@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vitrina.features.text_tokenize import load_jieba, stopwords
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 
 __all__ = ["Aspect", "aspect_nouns", "plot_aspects", "summarise_aspects"]
 
@@ -95,10 +95,7 @@ def summarise_aspects(
 
 def plot_aspects(summary: dict[str, list[Aspect]], title: str, path: str | Path) -> Path:
     """Two bar charts: praised aspects (green) and complaints (red), by score."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib import font_manager
 
     # A CJK font when the system has one (Debian: fonts-noto-cjk), else the default.

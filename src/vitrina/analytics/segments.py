@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 
 __all__ = ["Segment", "Segmentation", "describe", "plot_segments", "segment_users"]
 
@@ -124,10 +124,7 @@ def describe(
 
 def plot_segments(vectors: np.ndarray, seg: Segmentation, path: str | Path, title: str) -> Path:
     """The users' vectors in 2-D (PCA), coloured by segment, labelled with each one's top category."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x = np.asarray(vectors, dtype=np.float64)
     x = x - x.mean(0)

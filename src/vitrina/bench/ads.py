@@ -41,7 +41,7 @@ from vitrina.data.datasets import load_dataset
 from vitrina.data.sources import dataset_snapshot
 from vitrina.data.splits import TRAIN
 from vitrina.features.featurize import with_item_features
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 
 __all__ = ["FEATURES", "run", "table"]
 
@@ -232,10 +232,7 @@ def run(
 
 
 def _reliability_plot(calibrated: dict, raw: dict, kind: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     top = max(max(calibrated["reliability"]["mean_pctr"]), max(raw["reliability"]["mean_pctr"]))

@@ -17,7 +17,7 @@ from typing import Any
 from vitrina.bench.rec import grid, run_model
 from vitrina.config import Config
 from vitrina.data.sources import dataset_snapshot, default_split
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 from vitrina.privacy.federated import FederatedReport, FederatedSettings, run_federated
 
 __all__ = ["SETTINGS", "plot", "run", "table"]
@@ -117,10 +117,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Validation Recall@20 per round of each federated run, the central model's as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in result["federated"]:

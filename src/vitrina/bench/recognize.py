@@ -30,7 +30,7 @@ from vitrina.data.datasets import load_dataset
 from vitrina.data.splits import FOLD_NAMES, TEST, TRAIN, VALID
 from vitrina.features.featurize import feature_store, features_dir, item_inputs, modality_encoder
 from vitrina.features.image_encoders import EfficientNetLite0
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 
 MISSING_LABELS = ("", "Unknown")  # H&M's word for a product type or group nobody filled in
 # Hyper-parameter grids, selected on validation accuracy; `--param probe.key=...` / `head.key=...` replace one.
@@ -289,10 +289,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot_confusion(result: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Test confusion matrix, each row divided by its class's support (recall on the diagonal)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     classes = result["confusion"]["classes"]
     counts = np.asarray(result["confusion"]["counts"], dtype=np.float64)

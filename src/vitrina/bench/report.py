@@ -9,7 +9,7 @@ import numpy as np
 
 from vitrina.bench.published import published_for
 from vitrina.bench.rec import RunResult, markdown_table, select_on_validation
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 
 
 def load_runs(paths: list[Path], watch: str = "recall@20") -> dict[tuple[str, str], list[RunResult]]:
@@ -44,10 +44,7 @@ def tables(groups: dict[tuple[str, str], list[RunResult]]) -> str:
 
 def plot(groups: dict[tuple[str, str], list[RunResult]], path: Path) -> Path:
     """Test Recall@20 per model and dataset (bars: mean ± std), published numbers as black ticks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.6), squeeze=False)
     for ax, ((dataset, split), runs) in zip(axes[0], groups.items(), strict=True):

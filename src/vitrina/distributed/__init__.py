@@ -1,1 +1,1 @@
-"""Scale-out on Ray: featurization with Ray Data (more to come: training, batch scoring)."""
+"""Scale-out on Ray: featurization on Ray Data, data-parallel training on Ray Train, batch scoring."""

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from vitrina.config import Config
 from vitrina.data.storage import Storage
 from vitrina.serving.bundle import current_version
-from vitrina.serving.precomputed import PrecomputedLists, rank_users
+from vitrina.serving.precomputed import PrecomputedLists, batched, rank_users
 from vitrina.serving.recent import redis_client
 from vitrina.serving.settings import ServeSettings
 from vitrina.serving.state import ServingState
@@ -45,17 +45,18 @@ def precompute(
     view = state.load_view(version, search=False)
     histories = state.live.histories()
     users = sorted(set(histories) | set(view.bundle.users.ids.astype(str).tolist()))
-    chunks = [users[i : i + chunk_size] for i in range(0, len(users), chunk_size)]
+    # (shoppers, their histories) per chunk: the arguments of one `rank_users` call.
+    jobs = [(chunk, [histories.get(u, []) for u in chunk]) for chunk in batched(users, chunk_size)]
     loaded = time.perf_counter()
     bar = tqdm(total=len(users), desc="rank users", unit="user", disable=not progress)
 
     def ranked() -> Iterator[dict[str, Any]]:
         if not address:
-            for chunk in chunks:
-                yield from rank_users(view, chunk, [histories.get(u, []) for u in chunk], k)
+            for chunk, chunk_histories in jobs:
+                yield from rank_users(view, chunk, chunk_histories, k)
                 bar.update(len(chunk))
             return
-        yield from _rank_on_ray(view, chunks, histories, k, address, workers, bar)
+        yield from _rank_on_ray(view, jobs, k, address, workers, bar)
 
     redis = redis_client(settings.redis_url) if settings.redis_url else None
     stored = PrecomputedLists(storage, redis).replace(ranked())
@@ -75,7 +76,7 @@ def precompute(
 
 
 def _rank_on_ray(
-    view: Any, chunks: list[list[str]], histories: dict[str, list], k: int, address: str, workers: int, bar: tqdm
+    view: Any, jobs: list[tuple[list[str], list]], k: int, address: str, workers: int, bar: tqdm
 ) -> Iterator[dict[str, Any]]:
     """The chunks ranked by Ray tasks (one CPU each), at most `workers` at a time, yielded in order."""
     import ray
@@ -93,9 +94,9 @@ def _rank_on_ray(
         bar.update(size)
         return rows
 
-    for chunk in chunks:
+    for chunk, chunk_histories in jobs:
         if len(in_flight) == workers:
             yield from oldest()
-        in_flight.append((len(chunk), task.remote(view_ref, chunk, [histories.get(u, []) for u in chunk], k)))
+        in_flight.append((len(chunk), task.remote(view_ref, chunk, chunk_histories, k)))
     while in_flight:
         yield from oldest()

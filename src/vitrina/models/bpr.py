@@ -42,6 +42,7 @@ class BPR(Recommender):
             learning_rate=learning_rate,
             reg_weight=reg_weight,
             batch_size=batch_size,
+            # Recorded only when on: dense models' saved parameters stay as they were.
             **({"sparse_updates": True} if sparse_updates else {}),
         )
         self.dim, self.lr, self.reg = int(embedding_dim), float(learning_rate), float(reg_weight)
@@ -114,12 +115,7 @@ class BPR(Recommender):
             ue, ie, je = user_all[u], item_all[i], item_all[j]
         loss = -F.logsigmoid((ue * ie).sum(1) - (ue * je).sum(1)).mean()
         if self.reg > 0:
-            # Plain MF: the batch's final embeddings are its free ones.
-            sparse = self.sparse_updates
-            penalty = (
-                ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum() if sparse else self._penalty(u, i, j, ue, ie, je)
-            )
-            loss = loss + self.reg * penalty / (2 * len(u))
+            loss = loss + self.reg * self._penalty(u, i, j, ue, ie, je) / (2 * len(u))
         return loss, ue
 
     def _penalty(
@@ -127,7 +123,9 @@ class BPR(Recommender):
     ) -> torch.Tensor:
         """Squared L2 of the batch's free embeddings, as in the LightGCN paper (`ue`, `ie`, `je`: the
         final embeddings of the batch, for models that regularise those instead)."""
-        return self.user_emb[u].pow(2).sum() + self.item_emb[i].pow(2).sum() + self.item_emb[j].pow(2).sum()
+        if self.sparse_updates:  # plain MF: the batch's rows are its free embeddings, with sparse gradients
+            return squared_norm(ue, ie, je)
+        return squared_norm(self.user_emb[u], self.item_emb[i], self.item_emb[j])
 
     def _score(self, users: np.ndarray) -> torch.Tensor:
         if self._cache is None:
@@ -157,6 +155,11 @@ class BPR(Recommender):
                 self.user_emb = nn.Parameter(torch.from_numpy(state["user_emb"]))
                 self.item_emb = nn.Parameter(torch.from_numpy(state["item_emb"]))
         self._cache = None
+
+
+def squared_norm(*rows: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of every entry: the L2 penalty of a batch's embedding rows."""
+    return sum((r.pow(2).sum() for r in rows), torch.zeros(()))
 
 
 def _sum_across_group(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> torch.Tensor:

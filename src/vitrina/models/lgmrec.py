@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from vitrina.data.snapshot import Snapshot
 from vitrina.fusion.align import info_nce
 from vitrina.models.base import register
+from vitrina.models.bpr import squared_norm
 from vitrina.models.content import MultimodalRecommender, fill_cold_items, row_normalize
 from vitrina.models.lightgcn import LightGCN, _SymmetricSpMM, normalized_adjacency, torch_csr
 
@@ -189,7 +190,7 @@ class LGMRec(LightGCN, MultimodalRecommender):
         self, u: torch.Tensor, i: torch.Tensor, j: torch.Tensor, ue: torch.Tensor, ie: torch.Tensor, je: torch.Tensor
     ) -> torch.Tensor:
         """L2 on the batch's final vectors (as LGMRec), not on the free ID embeddings."""
-        return ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum()
+        return squared_norm(ue, ie, je)
 
     def _contrast(
         self, views: dict[str, tuple[torch.Tensor, torch.Tensor]], u: torch.Tensor, i: torch.Tensor

@@ -17,7 +17,7 @@ from torch import nn
 
 from vitrina.data.snapshot import Snapshot
 from vitrina.models.base import register
-from vitrina.models.bpr import BPR
+from vitrina.models.bpr import BPR, squared_norm
 from vitrina.models.content import MultimodalRecommender
 
 
@@ -71,7 +71,7 @@ class VBPR(BPR, MultimodalRecommender):
     ) -> torch.Tensor:
         """L2 on the whole user and item vectors (ID and content parts), as MMRec's VBPR: the content
         side otherwise fits the training items' features and generalises worse than plain BPR."""
-        return ue.pow(2).sum() + ie.pow(2).sum() + je.pow(2).sum()
+        return squared_norm(ue, ie, je)
 
     def _item_vectors(self) -> torch.Tensor:
         return self._final_embeddings()[1].detach()

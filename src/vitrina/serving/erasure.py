@@ -3,14 +3,13 @@
 Where a shopper's data lives: the database (profile, events, reviews, the batch job's list of
 recommendations, the ad log's impressions and clicks), the Redis cache of recent events, and every
 published version on disk (their trained vector and id in the bundle, their segment, and the saved
-model's id, seen row and user state). `forget`
-removes all of it: the database rows in one transaction (ad rows keep their price for the advertiser's
-bill, without the shopper), the cache entries, and each version's files, each replaced atomically;
-then the current version is republished (hard links, no copying), so every worker reloads it and
-drops the vector from memory. Not removed: the append-only audit log, which records the erasure
-itself (under the pseudonym), and item-side parameters trained on everyone (item vectors, item-item
-similarities), which hold no per-shopper row and are retrained without the shopper at the next
-`serve build`.
+model's id, seen row and user state). `forget` removes all of it: the database rows in one
+transaction (ad rows keep their price for the advertiser's bill, without the shopper), the cache
+entries, and each version's files, each replaced atomically; then the current version is
+republished (hard links, no copying), so every worker reloads it and drops the vector from memory.
+Not removed: the append-only audit log, which records the erasure itself (under the pseudonym), and
+item-side parameters trained on everyone (item vectors, item-item similarities), which hold no
+per-shopper row and are retrained without the shopper at the next `serve build`.
 """
 
 from __future__ import annotations

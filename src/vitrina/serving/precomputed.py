@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
@@ -24,11 +24,12 @@ from vitrina.data.schema import precomputed_table
 from vitrina.data.storage import Storage
 from vitrina.serving.view import Recommendation, View
 
-__all__ = ["PrecomputedLists", "history_key", "rank_users"]
+__all__ = ["PrecomputedLists", "batched", "history_key", "rank_users"]
 
 log = logging.getLogger("vitrina.serving")
 
 History = Sequence[tuple[str, str, float]]
+T = TypeVar("T")
 
 
 def history_key(history: History) -> str:
@@ -70,12 +71,13 @@ class PrecomputedLists:
 
     def replace(self, rows: Iterable[dict[str, Any]], batch_size: int = 5000) -> int:
         """The new lists in place of all old ones, in one transaction (a worker reads the old set or
-        the new one); lists of older versions are never read again, so they go too. Then the Redis
-        copy: the new version's hash is filled, the older ones deleted."""
+        the new one); lists of older versions are never read again, so they go too. Each batch is
+        also copied to Redis as it is written (a row carries what it was ranked from, so a copy is
+        valid whenever it matches), and the older versions' hashes are deleted at the end."""
         n, versions = 0, set()
         with self.storage.begin() as conn:
             conn.execute(precomputed_table.delete())
-            for batch in _batches(rows, batch_size):
+            for batch in batched(rows, batch_size):
                 conn.execute(sa.insert(precomputed_table), batch)
                 self._cache(batch)
                 n += len(batch)
@@ -110,8 +112,11 @@ class PrecomputedLists:
         """Drop a shopper's Redis copies (their table row goes with the user's other rows)."""
         if self.redis is None:
             return
-        for key in self.redis.scan_iter(match=self.prefix + "*"):
-            self.redis.hdel(key, user_id)
+        try:
+            for key in self.redis.scan_iter(match=self.prefix + "*"):
+                self.redis.hdel(key, user_id)
+        except RedisError as exc:  # as for the recent-events cache: logged, the erasure goes on
+            log.warning("a shopper's precomputed lists left in Redis (%s)", exc)
 
     def _row(self, version: str, user_id: str) -> dict[str, Any] | None:
         if self.redis is not None:
@@ -150,10 +155,11 @@ class PrecomputedLists:
         return view.explain(np.asarray(rows, dtype=np.int64), scores, history, found["basis"], user_id)
 
 
-def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in rows:
-        batch.append(row)
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of `size` consecutive items (the last one shorter), as they come."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []

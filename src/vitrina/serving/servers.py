@@ -164,13 +164,8 @@ class PostgresServer:
     def create_database(self, name: str | None = None) -> str:
         """Create a database (a fresh uniquely named one by default; an existing name is kept) and
         return its URL."""
-        import psycopg
-
         name = name or f"test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.url(), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-            if not exists:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        _create_database(self.url(), name)
         return self.url(name)
 
     def log_tail(self) -> str:
@@ -238,10 +233,18 @@ class RedisServer:
             time.sleep(0.05)
 
 
+def _create_database(admin_url: str, name: str) -> None:
+    """CREATE DATABASE `name` on the server `admin_url` connects to, unless it exists."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+
+
 def copy_database(url: str, name: str) -> str:
     """A consistent copy of a PostgreSQL database that may be in use (pg_dump's snapshot restored
     into a new database `name` on the same server); returns the copy's URL."""
-    import psycopg
     import sqlalchemy as sa
 
     bin_dir = find_pg_bin()
@@ -249,10 +252,7 @@ def copy_database(url: str, name: str) -> str:
         raise ServerUnavailable(PG_HINT)
     source = sa.make_url(url).set(drivername="postgresql")
     target = source.set(database=name)
-    with psycopg.connect(
-        source.set(database="postgres").render_as_string(hide_password=False), autocommit=True
-    ) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    _create_database(source.set(database="postgres").render_as_string(hide_password=False), name)
     dump = subprocess.Popen(
         [str(bin_dir / "pg_dump"), "--no-owner", source.render_as_string(hide_password=False)], stdout=subprocess.PIPE
     )

@@ -22,6 +22,7 @@ from vitrina.ads.matching import AdRequest
 from vitrina.ads.server import blend
 from vitrina.analytics.sentiment import SentimentModel
 from vitrina.data.storage import Storage
+from vitrina.plotting import pyplot
 from vitrina.privacy.audit import AuditLog
 from vitrina.privacy.dp import PrivacyAccountant
 from vitrina.privacy.keys import KeyStore
@@ -45,10 +46,7 @@ DEMO_NOTE = (
 
 
 def _plot_png(draw: Callable[[Any], None], size: tuple[float, float] = (7.0, 4.0)) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=size)
     draw(ax)
